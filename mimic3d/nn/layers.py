@@ -8,12 +8,14 @@ layer's fan-in (Karras et al., "equalised learning rate").
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+
+from mimic3d.nn.resample import conv2d_resample, setup_filter
 
 
 @dataclass(frozen=True)
@@ -30,6 +32,9 @@ ACTIVATIONS: dict[str, Activation] = {
     "tanh": Activation(lambda x, alpha: torch.tanh(x), 0.0, 1.0),
     "sigmoid": Activation(lambda x, alpha: torch.sigmoid(x), 0.0, 1.0),
     "softplus": Activation(lambda x, alpha: F.softplus(x), 0.0, 1.0),
+    "elu": Activation(lambda x, alpha: F.elu(x), 0.0, 1.0),
+    "selu": Activation(lambda x, alpha: F.selu(x), 0.0, 1.0),
+    "swish": Activation(lambda x, alpha: torch.sigmoid(x) * x, 0.0, math.sqrt(2)),
 }
 
 
@@ -48,15 +53,21 @@ def bias_act(
     """
     if act not in ACTIVATIONS:
         raise ValueError(f"unknown activation {act!r}; expected one of {sorted(ACTIVATIONS)}")
+    if clamp is not None and clamp < 0:
+        raise ValueError(f"bias_act: clamp must be None or >= 0, got {clamp}")
     spec = ACTIVATIONS[act]
     alpha = float(alpha if alpha is not None else spec.default_alpha)
     gain = float(gain if gain is not None else spec.default_gain)
     if b is not None:
+        if b.ndim != 1 or b.shape[0] != x.shape[dim]:
+            raise ValueError(
+                f"bias_act: bias of shape {list(b.shape)} does not match x dim {dim} of {list(x.shape)}"
+            )
         x = x + b.reshape([-1 if i == dim else 1 for i in range(x.ndim)])
     x = spec.func(x, alpha)
     if gain != 1:
         x = x * gain
-    if clamp is not None and clamp >= 0:
+    if clamp is not None:
         x = x.clamp(-clamp, clamp)
     return x
 
@@ -100,4 +111,90 @@ class FullyConnectedLayer(nn.Module):
         return bias_act(x.matmul(w.t()), b, dim=x.ndim - 1, act=self.activation)
 
     def extra_repr(self) -> str:
-        return f"in_features={self.in_features}, out_features={self.out_features}, activation={self.activation}"
+        return (
+            f"in_features={self.in_features}, out_features={self.out_features}, activation={self.activation}"
+        )
+
+
+class Conv2dLayer(nn.Module):
+    """Equalised-LR 2-D convolution with optional FIR up/downsampling, bias, activation and clamp.
+
+    Shapes: x [N, in_channels, H, W] -> [N, out_channels, H*up/down, W*up/down] ("same" padding).
+    ``trainable=False`` stores weight and bias as buffers (Freeze-D), as the official layer does.
+    """
+
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        kernel_size: int,
+        bias: bool = True,
+        activation: str = "linear",
+        up: int = 1,
+        down: int = 1,
+        resample_filter: Sequence[float] = (1, 3, 3, 1),
+        conv_clamp: float | None = None,
+        channels_last: bool = False,
+        trainable: bool = True,
+    ) -> None:
+        super().__init__()
+        if activation not in ACTIVATIONS:
+            raise ValueError(f"unknown activation {activation!r}; expected one of {sorted(ACTIVATIONS)}")
+        self.in_channels = in_channels
+        self.out_channels = out_channels
+        self.activation = activation
+        self.up = up
+        self.down = down
+        self.conv_clamp = conv_clamp
+        self.register_buffer("resample_filter", setup_filter(resample_filter))
+        self.padding = kernel_size // 2
+        self.weight_gain = 1 / math.sqrt(in_channels * kernel_size**2)
+        self.act_gain = ACTIVATIONS[activation].default_gain
+
+        memory_format = torch.channels_last if channels_last else torch.contiguous_format
+        weight = torch.randn([out_channels, in_channels, kernel_size, kernel_size]).to(
+            memory_format=memory_format
+        )
+        bias_value = torch.zeros([out_channels]) if bias else None
+        if trainable:
+            self.weight = nn.Parameter(weight)
+            self.bias = nn.Parameter(bias_value) if bias_value is not None else None
+        else:
+            self.register_buffer("weight", weight)
+            self.register_buffer("bias", bias_value)
+
+    def forward(self, x: Tensor, gain: float = 1.0) -> Tensor:
+        """``gain`` scales the activation output and the clamp together (resnet blocks pass sqrt(0.5))."""
+        w = self.weight * self.weight_gain
+        b = self.bias.to(x.dtype) if self.bias is not None else None
+        x = conv2d_resample(
+            x,
+            w.to(x.dtype),
+            f=self.resample_filter,
+            up=self.up,
+            down=self.down,
+            padding=self.padding,
+            flip_weight=self.up == 1,
+        )
+        clamp = self.conv_clamp * gain if self.conv_clamp is not None else None
+        return bias_act(x, b, act=self.activation, gain=self.act_gain * gain, clamp=clamp)
+
+    def extra_repr(self) -> str:
+        return (
+            f"in_channels={self.in_channels}, out_channels={self.out_channels}, "
+            f"activation={self.activation}, up={self.up}, down={self.down}"
+        )
+
+
+def block_format(
+    use_fp16: bool, channels_last: bool, force_fp32: bool, device: torch.device
+) -> tuple[torch.dtype, torch.memory_format]:
+    """Activation dtype and memory format of a StyleGAN2 block.
+
+    float16 (and channels_last, if asked) only on CUDA: the official blocks force float32 on any
+    other device, so CPU runs of fp16-configured checkpoints compute in float32 like they do.
+    """
+    half = use_fp16 and not force_fp32 and device.type == "cuda"
+    dtype = torch.float16 if half else torch.float32
+    memory_format = torch.channels_last if channels_last and half else torch.contiguous_format
+    return dtype, memory_format
