@@ -12,7 +12,7 @@ import sys
 
 from mimic3d import __version__
 
-COMMANDS: list[str] = []
+COMMANDS: list[str] = ["dataset"]
 
 
 def build_parser() -> argparse.ArgumentParser:
