@@ -1,0 +1,47 @@
+"""Losses, regularisers and schedules of EG3D and Mimic3D, and the LPIPS perceptual distance."""
+
+from mimic3d.losses.blur import blur_images, blur_kernel
+from mimic3d.losses.conditioning import swap_conditioning
+from mimic3d.losses.gan import (
+    density_regularization,
+    discriminator_fake_loss,
+    discriminator_real_loss,
+    generator_logistic_loss,
+    r1_loss,
+    r1_penalty,
+)
+from mimic3d.losses.imitation import imitation_loss
+from mimic3d.losses.lpips import LPIPS, build_lpips
+from mimic3d.losses.schedules import (
+    batch_scaled_kimg,
+    blur_sigma,
+    ema_beta,
+    gpc_swap_prob,
+    lazy_regularization,
+    neural_rendering_resolution,
+)
+from mimic3d.losses.weights import WeightFile, default_cache_dir, resolve_weight_files
+
+__all__ = [
+    "LPIPS",
+    "WeightFile",
+    "batch_scaled_kimg",
+    "blur_images",
+    "blur_kernel",
+    "blur_sigma",
+    "build_lpips",
+    "default_cache_dir",
+    "density_regularization",
+    "discriminator_fake_loss",
+    "discriminator_real_loss",
+    "ema_beta",
+    "generator_logistic_loss",
+    "gpc_swap_prob",
+    "imitation_loss",
+    "lazy_regularization",
+    "neural_rendering_resolution",
+    "r1_loss",
+    "r1_penalty",
+    "resolve_weight_files",
+    "swap_conditioning",
+]

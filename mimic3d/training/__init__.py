@@ -1,0 +1,1 @@
+"""Training engine: discriminator augmentation and the pieces the training loop is built from."""
