@@ -12,11 +12,11 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from mimic3d.checkpoints import pretrained as pretrained_module
+from mimic3d.checkpoints.pretrained import WeightFile, file_sha256, resolve_weight_files
 from mimic3d.losses import imitation_loss
 from mimic3d.losses import lpips as lpips_module
-from mimic3d.losses import weights as weights_module
 from mimic3d.losses.lpips import LPIPS, build_lpips
-from mimic3d.losses.weights import WeightFile, default_cache_dir, file_sha256, resolve_weight_files
 
 torch.set_num_threads(1)
 
@@ -176,7 +176,7 @@ def test_pretrained_verifies_checksums_and_loads(model, release_files, monkeypat
     for name, path in [("VGG16_WEIGHTS", vgg_path), ("LPIPS_VGG_WEIGHTS", lin_path)]:
         spec = getattr(lpips_module, name)
         monkeypatch.setattr(
-            lpips_module, name, WeightFile(spec.filename, spec.url, file_sha256(path), "test")
+            lpips_module, name, WeightFile(spec.filename, spec.url, file_sha256(path), description="test")
         )
     loaded = LPIPS.pretrained(weights_dir=vgg_path.parent, download=False)
     x0, x1 = images(15), images(16)
@@ -200,7 +200,7 @@ def test_failed_download_gives_placement_instructions(tmp_path, monkeypatch):
     def offline(*args, **kwargs):
         raise urllib.error.URLError("network unreachable")
 
-    monkeypatch.setattr(weights_module.urllib.request, "urlopen", offline)
+    monkeypatch.setattr(pretrained_module.urllib.request, "urlopen", offline)
     with pytest.raises(FileNotFoundError, match="could not download") as err:
         LPIPS.pretrained(weights_dir=tmp_path, download=True)
     assert str(tmp_path / lpips_module.VGG16_WEIGHTS.filename) in str(err.value)
@@ -209,23 +209,14 @@ def test_failed_download_gives_placement_instructions(tmp_path, monkeypatch):
 
 def test_download_is_verified_and_atomic(tmp_path, monkeypatch):
     payload = b"weights payload"
-    monkeypatch.setattr(weights_module.urllib.request, "urlopen", lambda url, timeout: io.BytesIO(payload))
-    good = WeightFile(
-        "good.pth", "https://example.invalid/good.pth", hashlib.sha256(payload).hexdigest(), "test"
-    )
+    monkeypatch.setattr(pretrained_module.urllib.request, "urlopen", lambda url, timeout: io.BytesIO(payload))
+    good = WeightFile("good.pth", "https://example.invalid/good.pth", hashlib.sha256(payload).hexdigest())
     (path,) = resolve_weight_files([good], weights_dir=tmp_path, download=True)
     assert path.read_bytes() == payload
-    bad = WeightFile("bad.pth", "https://example.invalid/bad.pth", "0" * 64, "test")
+    bad = WeightFile("bad.pth", "https://example.invalid/bad.pth", "0" * 64)
     with pytest.raises(ValueError, match="checksum mismatch"):
         resolve_weight_files([bad], weights_dir=tmp_path, download=True)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["good.pth"]
-
-
-def test_cache_dir_from_environment(tmp_path, monkeypatch):
-    monkeypatch.setenv("MIMIC3D_CACHE", str(tmp_path))
-    assert default_cache_dir() == tmp_path
-    monkeypatch.delenv("MIMIC3D_CACHE")
-    assert default_cache_dir() == Path.home() / ".cache" / "mimic3d"
 
 
 def test_bad_state_dicts_name_the_key(model, tmp_path):

@@ -20,17 +20,14 @@ from mimic3d.losses.schedules import (
     lazy_regularization,
     neural_rendering_resolution,
 )
-from mimic3d.losses.weights import WeightFile, default_cache_dir, resolve_weight_files
 
 __all__ = [
     "LPIPS",
-    "WeightFile",
     "batch_scaled_kimg",
     "blur_images",
     "blur_kernel",
     "blur_sigma",
     "build_lpips",
-    "default_cache_dir",
     "density_regularization",
     "discriminator_fake_loss",
     "discriminator_real_loss",
@@ -42,6 +39,5 @@ __all__ = [
     "neural_rendering_resolution",
     "r1_loss",
     "r1_penalty",
-    "resolve_weight_files",
     "swap_conditioning",
 ]

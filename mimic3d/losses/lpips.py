@@ -18,8 +18,8 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
+from mimic3d.checkpoints.pretrained import WeightFile, resolve_weight_files
 from mimic3d.losses.vgg import TAP_CHANNELS, VGG16Features
-from mimic3d.losses.weights import WeightFile, resolve_weight_files
 
 log = logging.getLogger(__name__)
 
@@ -142,7 +142,7 @@ class LPIPS(nn.Module):
 
     @classmethod
     def pretrained(cls, weights_dir: str | Path | None = None, download: bool = True) -> LPIPS:
-        """The official LPIPS-VGG v0.1, from ``weights_dir`` or the cache (see mimic3d.losses.weights)."""
+        """The official LPIPS-VGG v0.1 from ``weights_dir`` or the cache (mimic3d.checkpoints.pretrained)."""
         vgg_path, lin_path = resolve_weight_files([VGG16_WEIGHTS, LPIPS_VGG_WEIGHTS], weights_dir, download)
         return cls.from_files(vgg_path, lin_path)
 
