@@ -1,0 +1,95 @@
+"""Loading a generator for the tools and rendering its branches deterministically, in bounded memory."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import replace
+
+import torch
+from torch import Tensor
+
+from mimic3d.checkpoints.load import load
+from mimic3d.models.generator import BRANCHES, TriplaneGenerator, Triplanes
+from mimic3d.render import TriplaneRenderer
+from mimic3d.tools.parsing import check_positive_int
+
+DEVICES = ("auto", "cpu", "cuda", "mps")
+
+
+def resolve_device(name: str = "auto") -> torch.device:
+    """ "auto" -> CUDA if available, else MPS if available, else CPU; a named device must be available."""
+    if name not in DEVICES:
+        raise ValueError(f"device: expected one of {DEVICES}, got {name!r}")
+    cuda, mps = torch.cuda.is_available(), torch.backends.mps.is_available()
+    if name == "auto":
+        return torch.device("cuda" if cuda else "mps" if mps else "cpu")
+    if (name == "cuda" and not cuda) or (name == "mps" and not mps):
+        raise ValueError(f"device: {name} is not available on this machine")
+    return torch.device(name)
+
+
+def load_generator(path: str | os.PathLike, device: str | torch.device = "cpu") -> TriplaneGenerator:
+    """The EMA tri-plane generator of a checkpoint (portable or official pickle), in eval mode."""
+    G = load(path, device)
+    if not isinstance(G, TriplaneGenerator):
+        raise ValueError(f"{path}: holds a {type(G).__name__}, expected a tri-plane generator")
+    return G
+
+
+def check_branches(branch: str) -> tuple[str, ...]:
+    """'2d' | '3d' | 'both' -> the branches to render."""
+    if branch == "both":
+        return BRANCHES
+    if branch not in BRANCHES:
+        raise ValueError(f"branch: expected '2d', '3d' or 'both', got {branch!r}")
+    return (branch,)
+
+
+@contextmanager
+def render_settings(
+    G: TriplaneGenerator, depth_multiplier: float = 1.0, chunk_rays: int | None = None
+) -> Iterator[TriplaneGenerator]:
+    """Temporarily render ``G`` deterministically (no jitter), with ``depth_multiplier`` times the depth
+    samples (EG3D's video scripts use 2) and ``chunk_rays`` rays per chunk (the memory bound)."""
+    if not depth_multiplier > 0:
+        raise ValueError(f"depth_multiplier: expected a positive number, got {depth_multiplier}")
+    original = G.renderer
+    config = original.config
+    changes: dict = dict(
+        perturb=False,
+        num_coarse=max(4, round(config.num_coarse * depth_multiplier)),
+        num_importance=round(config.num_importance * depth_multiplier),
+    )
+    if chunk_rays is not None:
+        changes["chunk_rays"] = check_positive_int(chunk_rays, "chunk_rays")
+    G.renderer = TriplaneRenderer(replace(config, **changes))
+    try:
+        yield G
+    finally:
+        G.renderer = original
+
+
+def render_branch(
+    G: TriplaneGenerator,
+    ws: Tensor,
+    c: Tensor,
+    branch: str,
+    planes: Triplanes | None = None,
+    resolution: int | None = None,
+) -> tuple[Tensor, Tensor]:
+    """Image [N, 3, H, W] in [-1, 1] and depth [N, 1, h, w] of one branch for ws [N, num_ws, w_dim] and
+    cameras c [N, 25]. ``planes`` (from ``G.planes(ws)``) skips the backbone; ``resolution`` sets the
+    3D branch's render size (default: the image resolution) and is ignored by the 2D branch."""
+    with torch.no_grad():
+        out = G.synthesis(
+            ws,
+            c,
+            branch=branch,
+            noise_mode="const",
+            perturb=False,
+            planes=planes,
+            neural_rendering_resolution=resolution if branch == "3d" else None,
+        )
+    return out["image"], out["image_depth"]
