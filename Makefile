@@ -16,7 +16,10 @@ $(VENV)/.installed: pyproject.toml
 venv: $(VENV)/.installed
 
 test: venv
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -n 2
+
+demo: venv
+	$(PY) -m mimic3d.cli.main demo
 
 bench: venv
 	$(PY) -m benchmarks.run

@@ -12,7 +12,9 @@ import sys
 
 from mimic3d import __version__
 
-COMMANDS: list[str] = ["dataset"]
+COMMANDS: list[str] = ["dataset", "metrics"]
+COMMANDS += ["generate", "video", "mesh", "epi", "planes", "doctor"]
+COMMANDS += ["train", "demo"]
 
 
 def build_parser() -> argparse.ArgumentParser:

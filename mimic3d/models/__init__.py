@@ -1,0 +1,37 @@
+"""Networks: the tri-plane generator (EG3D, Mimic3D) and its discriminators."""
+
+from __future__ import annotations
+
+from mimic3d.models.aware3d import Aware3DBlock, reorganize_triplane
+from mimic3d.models.config import GENERATOR_PRESET_NAMES, GeneratorConfig, generator_preset
+from mimic3d.models.discriminator import DualDiscriminator, DualDiscriminatorConfig, dual_discriminator_preset
+from mimic3d.models.generator import TriplaneGenerator, Triplanes
+from mimic3d.models.patch_discriminator import (
+    HyperModulatedPatchDiscriminator,
+    HyperModulatedPatchDiscriminatorConfig,
+    PatchDiscriminator,
+    PatchDiscriminatorConfig,
+    hyper_patch_discriminator_preset,
+    patch_discriminator_preset,
+)
+from mimic3d.models.superresolution import SuperResolution
+
+__all__ = [
+    "GENERATOR_PRESET_NAMES",
+    "Aware3DBlock",
+    "DualDiscriminator",
+    "DualDiscriminatorConfig",
+    "GeneratorConfig",
+    "HyperModulatedPatchDiscriminator",
+    "HyperModulatedPatchDiscriminatorConfig",
+    "PatchDiscriminator",
+    "PatchDiscriminatorConfig",
+    "SuperResolution",
+    "TriplaneGenerator",
+    "Triplanes",
+    "dual_discriminator_preset",
+    "generator_preset",
+    "hyper_patch_discriminator_preset",
+    "patch_discriminator_preset",
+    "reorganize_triplane",
+]

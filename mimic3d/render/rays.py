@@ -1,0 +1,162 @@
+"""Camera rays for full images and patches (EG3D convention, REFERENCE section 2).
+
+Pixel (i, j) of an R x R image has its centre at u = (j + 0.5) / R, v = (i + 0.5) / R in normalised
+image coordinates (row 0 at the top, u right, v down). A point (u, v) is lifted through the
+normalised intrinsics to an OpenCV camera direction (z = 1), rotated to world space and normalised;
+every ray starts at the camera centre. Rays are flattened row-major: ray index = i * R + j.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+
+def _check_cameras(cam2world: Tensor, intrinsics: Tensor) -> None:
+    if cam2world.ndim != 3 or cam2world.shape[1:] != (4, 4):
+        raise ValueError(f"cam2world: expected shape [N, 4, 4], got {list(cam2world.shape)}")
+    if intrinsics.ndim != 3 or intrinsics.shape[1:] != (3, 3):
+        raise ValueError(f"intrinsics: expected shape [N, 3, 3], got {list(intrinsics.shape)}")
+    if cam2world.shape[0] != intrinsics.shape[0]:
+        raise ValueError(
+            f"cam2world and intrinsics: batch sizes differ ({cam2world.shape[0]} vs {intrinsics.shape[0]})"
+        )
+
+
+def _check_positive_int(name: str, value: object) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+        raise ValueError(f"{name}: expected a positive int, got {value!r}")
+    return value
+
+
+def _pixel_centres(index: Tensor, resolution: int) -> Tensor:
+    """Normalised centre of pixel ``index`` on an axis of ``resolution`` pixels (EG3D's exact arithmetic)."""
+    return index.float() * (1.0 / resolution) + (0.5 / resolution)
+
+
+def rays_from_uv(cam2world: Tensor, intrinsics: Tensor, uv: Tensor) -> tuple[Tensor, Tensor]:
+    """Rays through normalised image points.
+
+    cam2world [N, 4, 4], intrinsics [N, 3, 3] (normalised, with skew), uv [N, M, 2] or [M, 2]
+    -> origins [N, M, 3], unit directions [N, M, 3].
+    """
+    _check_cameras(cam2world, intrinsics)
+    n = cam2world.shape[0]
+    if uv.ndim == 2:
+        uv = uv.unsqueeze(0).expand(n, -1, -1)
+    if uv.ndim != 3 or uv.shape[0] != n or uv.shape[-1] != 2:
+        raise ValueError(f"uv: expected shape [N, M, 2] or [M, 2] with N = {n}, got {list(uv.shape)}")
+    uv = uv.to(cam2world.dtype)
+    fx, fy = intrinsics[:, 0, 0, None], intrinsics[:, 1, 1, None]
+    cx, cy, skew = intrinsics[:, 0, 2, None], intrinsics[:, 1, 2, None], intrinsics[:, 0, 1, None]
+    x, y = uv[..., 0], uv[..., 1]
+    x_cam = (x - cx + cy * skew / fy - skew * y / fy) / fx
+    y_cam = (y - cy) / fy
+    rotation = cam2world[:, None, :3, :3]
+    # Elementwise rather than bmm so that a ray's bits never depend on how many rays are generated
+    # with it (patch rays equal the matching full-image rays exactly).
+    directions = x_cam[..., None] * rotation[..., 0] + y_cam[..., None] * rotation[..., 1] + rotation[..., 2]
+    directions = F.normalize(directions, dim=-1)
+    origins = cam2world[:, None, :3, 3].expand_as(directions).contiguous()
+    return origins, directions
+
+
+def image_uv(resolution: int, device: torch.device | str | None = None) -> Tensor:
+    """Pixel centres of an R x R image, row-major: [R * R, 2] as (u, v)."""
+    _check_positive_int("resolution", resolution)
+    centres = _pixel_centres(torch.arange(resolution, device=device), resolution)
+    v, u = torch.meshgrid(centres, centres, indexing="ij")
+    return torch.stack([u, v], -1).reshape(-1, 2)
+
+
+def generate_rays(cam2world: Tensor, intrinsics: Tensor, resolution: int) -> tuple[Tensor, Tensor]:
+    """Rays of a full R x R image: origins, directions [N, R * R, 3]."""
+    return rays_from_uv(cam2world, intrinsics, image_uv(resolution, cam2world.device))
+
+
+def _as_batch_index(name: str, value: int | Tensor, n: int, device: torch.device) -> Tensor:
+    index = torch.as_tensor(value, device=device)
+    if index.is_floating_point() or index.is_complex():
+        raise ValueError(f"{name}: expected integer pixel indices, got dtype {index.dtype}")
+    if index.ndim == 0:
+        index = index.expand(n)
+    if index.shape != (n,):
+        raise ValueError(f"{name}: expected an int or a tensor of shape [{n}], got shape {list(index.shape)}")
+    return index
+
+
+def patch_uv(
+    resolution: int,
+    top: int | Tensor,
+    left: int | Tensor,
+    size: int,
+    batch_size: int,
+    device: torch.device | str | None = None,
+) -> Tensor:
+    """Pixel centres of the size x size window at (top, left) of an R x R image: [N, size * size, 2].
+
+    ``top``/``left`` are ints or per-sample integer tensors [N]; the window must lie inside the image.
+    """
+    _check_positive_int("resolution", resolution)
+    _check_positive_int("size", size)
+    device = torch.device(device) if device is not None else torch.device("cpu")
+    top_index = _as_batch_index("top", top, batch_size, device)
+    left_index = _as_batch_index("left", left, batch_size, device)
+    for name, index in (("top", top_index), ("left", left_index)):
+        if bool((index < 0).any()) or bool((index + size > resolution).any()):
+            raise ValueError(
+                f"{name}: a {size}-pixel patch must lie inside the {resolution}-pixel image, "
+                f"got {index.tolist()}"
+            )
+    offsets = torch.arange(size, device=device)
+    rows = _pixel_centres(top_index[:, None] + offsets, resolution)  # [N, size]
+    cols = _pixel_centres(left_index[:, None] + offsets, resolution)
+    v = rows[:, :, None].expand(-1, -1, size)
+    u = cols[:, None, :].expand(-1, size, -1)
+    return torch.stack([u, v], -1).reshape(batch_size, size * size, 2)
+
+
+def generate_patch_rays(
+    cam2world: Tensor, intrinsics: Tensor, resolution: int, top: int | Tensor, left: int | Tensor, size: int
+) -> tuple[Tensor, Tensor]:
+    """Rays of a size x size pixel window of the full R x R image (Mimic3D's patch at full-res spacing).
+
+    Equal to ``generate_rays(..., resolution)`` reshaped to [N, R, R, 3] and cropped to
+    [:, top:top+size, left:left+size]. Returns origins, directions [N, size * size, 3].
+    """
+    _check_cameras(cam2world, intrinsics)
+    uv = patch_uv(resolution, top, left, size, cam2world.shape[0], cam2world.device)
+    return rays_from_uv(cam2world, intrinsics, uv)
+
+
+def scaled_patch_uv(patch_resolution: int, scale: Tensor, offset: Tensor) -> Tensor:
+    """EpiGRAF patch grid in normalised image coordinates: [N, r * r, 2].
+
+    The patch covers [offset, offset + scale] of the image along each axis (scale [N] or [N, 2],
+    offset [N, 2] as (x, y), y measured from the top) and is sampled at its r x r pixel centres, so
+    scale = 1, offset = 0 gives exactly the full r x r image grid. EpiGRAF measures the y offset from
+    the bottom: convert its parameters with y = 1 - scale - y. Crop real images at the same points
+    (``grid_sample`` with grid = 2 * uv - 1, align_corners=False) to get matching patches.
+    """
+    _check_positive_int("patch_resolution", patch_resolution)
+    if offset.ndim != 2 or offset.shape[1] != 2:
+        raise ValueError(f"offset: expected shape [N, 2], got {list(offset.shape)}")
+    n = offset.shape[0]
+    if scale.ndim == 1:
+        scale = scale[:, None].expand(-1, 2)
+    if scale.shape != (n, 2):
+        raise ValueError(f"scale: expected shape [{n}] or [{n}, 2], got {list(scale.shape)}")
+    if bool((scale <= 0).any()) or bool((scale > 1).any()):
+        raise ValueError(f"scale: expected values in (0, 1], got {scale.tolist()}")
+    base = image_uv(patch_resolution, offset.device).to(offset.dtype)  # [r * r, 2]
+    return base[None] * scale[:, None, :] + offset[:, None, :]
+
+
+def generate_scaled_patch_rays(
+    cam2world: Tensor, intrinsics: Tensor, patch_resolution: int, scale: Tensor, offset: Tensor
+) -> tuple[Tensor, Tensor]:
+    """Rays of an EpiGRAF scale/offset patch (see ``scaled_patch_uv``): [N, r * r, 3] each."""
+    _check_cameras(cam2world, intrinsics)
+    uv = scaled_patch_uv(patch_resolution, scale.to(cam2world.device), offset.to(cam2world.device))
+    return rays_from_uv(cam2world, intrinsics, uv)

@@ -1,0 +1,317 @@
+"""Tri-plane projection and bilinear feature lookup.
+
+A tri-plane is a tensor [N, 3, C, S, S]; a point is looked up on each plane by bilinear interpolation
+with exactly the semantics of ``F.grid_sample(..., align_corners=False, padding_mode="zeros")``
+(grid x indexes the plane's width). Coordinates are first scaled by ``2 / box_warp`` so that the cube
+[-box_warp/2, box_warp/2]^3 maps onto the planes.
+
+Speed: instead of ``grid_sample`` (channels-first, per-channel gathers, slow backward on CPU) the planes
+are laid out once per render as a channels-last row table with a zero border, every point/plane gets
+four flat row indices and bilinear weights, and one fused weighted gather (``F.embedding_bag``) returns
+the plane-averaged feature directly, so the MLP sees one [P, C] matrix. The backward pass is a chunked
+``index_add_`` scatter, several times faster than both ``grid_sample``'s and ``embedding_bag``'s own.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import NamedTuple
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+from torch.autograd.function import once_differentiable
+
+# (width axis, height axis) of each plane, as indices into (x, y, z).
+PLANE_AXES: dict[str, tuple[tuple[int, int], tuple[int, int], tuple[int, int]]] = {
+    # Official EG3D projects onto (x,y), (x,z), (z,x); a known bug kept so that its weights work.
+    "eg3d": ((0, 1), (0, 2), (2, 0)),
+    # Mimic3D's corrected projection (x,y), (y,z), (z,x).
+    "xyz": ((0, 1), (1, 2), (2, 0)),
+}
+
+# Zero texels added before / after each plane axis so that floor(q) in [-1, S] always has both
+# bilinear neighbours inside the table: zero padding then needs no masks.
+_PAD_BEFORE = 1
+_PAD_AFTER = 2
+# Points per backward chunk: keeps the [chunk, K, C] scatter source small enough to stay in cache.
+_BACKWARD_CHUNK = 4096
+
+
+def plane_axes(convention: str) -> tuple[tuple[int, int], tuple[int, int], tuple[int, int]]:
+    """(width axis, height axis) of the three planes for ``convention`` ("eg3d" or "xyz")."""
+    if convention not in PLANE_AXES:
+        raise ValueError(f"convention: expected one of {sorted(PLANE_AXES)}, got {convention!r}")
+    return PLANE_AXES[convention]
+
+
+def project_onto_planes(points: Tensor, convention: str = "eg3d") -> Tensor:
+    """Plane coordinates of ``points`` [N, P, 3] -> [N, 3, P, 2] (grid_sample order: width, height)."""
+    _check_points(points)
+    return torch.stack([points[..., list(axes)] for axes in plane_axes(convention)], dim=1)
+
+
+def _check_points(points: Tensor) -> None:
+    if points.ndim != 3 or points.shape[-1] != 3:
+        raise ValueError(f"points: expected shape [N, P, 3], got {list(points.shape)}")
+
+
+def _check_planes(planes: Tensor, name: str = "planes") -> None:
+    if planes.ndim != 5 or planes.shape[1] != 3:
+        raise ValueError(f"{name}: expected shape [N, 3, C, S, S], got {list(planes.shape)}")
+    if planes.shape[-1] != planes.shape[-2]:
+        raise ValueError(f"{name}: planes must be square, got {planes.shape[-2]}x{planes.shape[-1]}")
+
+
+class _GradientBuffer:
+    """One dense gradient for a row table, summed in place by every gather that reads the table.
+
+    A chunked render gathers from the same table once per chunk; returning a full-size gradient from
+    each chunk's backward would allocate, zero and sum one table-sized tensor per chunk.
+    """
+
+    def __init__(self) -> None:
+        self.grad: Tensor | None = None
+
+    def scatter(self, rows: Tensor, index: Tensor, weight: Tensor, grad_out: Tensor) -> None:
+        if self.grad is None:
+            self.grad = torch.zeros_like(rows)
+        _scatter_rows(self.grad, index, weight, grad_out)
+
+    def take(self) -> Tensor | None:
+        grad, self.grad = self.grad, None
+        return grad
+
+
+def _scatter_rows(target: Tensor, index: Tensor, weight: Tensor, grad_out: Tensor) -> None:
+    """target[index[b, k]] += weight[b, k] * grad_out[b], in chunks small enough to stay in cache."""
+    for start in range(0, index.shape[0], _BACKWARD_CHUNK):
+        stop = start + _BACKWARD_CHUNK
+        source = grad_out[start:stop, None, :] * weight[start:stop, :, None]
+        # index_add_ is several times slower with int32 indices than with int64.
+        target.index_add_(0, index[start:stop].reshape(-1).long(), source.reshape(-1, target.shape[1]))
+
+
+class _SharedRows(torch.autograd.Function):
+    """Identity on a row table whose backward hands over the gathers' accumulated gradient."""
+
+    @staticmethod
+    def forward(ctx, table: Tensor, buffer: _GradientBuffer) -> Tensor:  # type: ignore[override]
+        ctx.set_materialize_grads(False)
+        ctx.buffer = buffer
+        return table.view_as(table)
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, grad: Tensor | None) -> tuple[Tensor | None, None]:  # type: ignore[override]
+        accumulated = ctx.buffer.take()
+        if grad is None:
+            return accumulated, None
+        return (grad if accumulated is None else accumulated + grad), None
+
+
+class _BilinearGather(torch.autograd.Function):
+    """out[b] = sum_k weight[b, k] * rows[index[b, k]] with a scatter-based backward.
+
+    Shapes: rows [T, C], index [B, K] (int32 or int64), weight [B, K] -> out [B, C]. With a ``buffer`` the
+    rows' gradient is added to it (see ``_SharedRows``) instead of being returned.
+    """
+
+    @staticmethod
+    def forward(  # type: ignore[override]
+        ctx, rows: Tensor, index: Tensor, weight: Tensor, buffer: _GradientBuffer | None
+    ) -> Tensor:
+        ctx.save_for_backward(rows, index, weight)
+        ctx.buffer = buffer
+        return F.embedding_bag(index, rows, per_sample_weights=weight, mode="sum")
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, grad_out: Tensor) -> tuple[Tensor | None, None, Tensor | None, None]:  # type: ignore[override]
+        rows, index, weight = ctx.saved_tensors
+        grad_rows = grad_weight = None
+        # embedding_bag's own backward sorts all indices first, which costs more than the scatter.
+        if ctx.needs_input_grad[0]:
+            if ctx.buffer is not None:
+                ctx.buffer.scatter(rows, index, weight, grad_out)
+            else:
+                grad_rows = torch.zeros_like(rows)
+                _scatter_rows(grad_rows, index, weight, grad_out)
+        if ctx.needs_input_grad[2]:
+            grad_weight = torch.empty_like(weight)
+            for start in range(0, index.shape[0], _BACKWARD_CHUNK):
+                stop = start + _BACKWARD_CHUNK
+                corners = rows[index[start:stop]]
+                grad_weight[start:stop] = (corners @ grad_out[start:stop, :, None]).squeeze(-1)
+        return grad_rows, None, grad_weight, None
+
+
+def gather_bilinear(rows: Tensor, index: Tensor, weight: Tensor) -> Tensor:
+    """Weighted row gather: rows [T, C], index [B, K], weight [B, K] -> [B, C].
+
+    Differentiable in ``rows`` and ``weight``.
+    """
+    return _BilinearGather.apply(rows, index, weight, None)
+
+
+class _TriplaneLayout(NamedTuple):
+    """Per-tri-plane constants turning texel coordinates [P, 3] into corner weights/indices [P, 12].
+
+    Each 0/1 selection matrix [3, 12] copies one axis into every corner column that uses it, so the
+    small matmuls below are exact.
+    """
+
+    size: int
+    height_frac: Tensor  # [3, 12]: picks f of the plane's height axis for the lower-row corners
+    height_complement: Tensor  # [3, 12]: picks 1 - f for the upper-row corners
+    width_frac: Tensor  # the same along the width axis
+    width_complement: Tensor
+    index_mix: Tensor  # [3, 12]: (height * stride + width) of the top-left texel, per plane
+    index_offset: Tensor  # [N, 1, 12] int32 (int64 for huge tables): each corner's row minus that
+
+
+class TriplaneSampler:
+    """Bilinear lookup in one tri-plane or in several whose features are summed (Mimic3D: P^c + P^r).
+
+    The planes are re-laid out once at construction (one copy, gradient flows back to them), so build
+    one sampler per set of planes and query it for many chunks of points.
+
+    planes: [N, 3, C, S, S] or a sequence of such tensors (same N and C, any S each).
+    """
+
+    def __init__(self, planes: Tensor | Sequence[Tensor], box_warp: float, convention: str = "eg3d") -> None:
+        plane_list = [planes] if isinstance(planes, Tensor) else list(planes)
+        if not plane_list:
+            raise ValueError("planes: expected a tensor or a non-empty sequence of tensors")
+        for i, p in enumerate(plane_list):
+            _check_planes(p, f"planes[{i}]" if len(plane_list) > 1 else "planes")
+            if p.shape[:3] != plane_list[0].shape[:3]:
+                raise ValueError(
+                    f"planes[{i}]: batch and channels {list(p.shape[:3])} differ from planes[0] "
+                    f"{list(plane_list[0].shape[:3])}"
+                )
+        if not box_warp > 0:
+            raise ValueError(f"box_warp: expected a positive number, got {box_warp}")
+        self.batch_size, _, self.channels = plane_list[0].shape[:3]
+        self.box_warp = float(box_warp)
+        self.convention = convention
+        axes = plane_axes(convention)
+        tables = []
+        self._layouts: list[_TriplaneLayout] = []
+        row_offset = 0
+        for p in plane_list:
+            pad = (0, 0, _PAD_BEFORE, _PAD_AFTER, _PAD_BEFORE, _PAD_AFTER)
+            tables.append(F.pad(p.permute(0, 1, 3, 4, 2), pad).reshape(-1, self.channels))
+            self._layouts.append(_layout(p.shape[-1], axes, self.batch_size, row_offset, p.device))
+            row_offset += tables[-1].shape[0]
+        if row_offset < 2**31:
+            # int32 indices are cheaper to build and to gather with.
+            self._layouts = [
+                layout._replace(index_offset=layout.index_offset.int()) for layout in self._layouts
+            ]
+        rows = tables[0] if len(tables) == 1 else torch.cat(tables, 0)
+        self._grad_buffer: _GradientBuffer | None = None
+        if torch.is_grad_enabled() and rows.requires_grad:
+            self._grad_buffer = _GradientBuffer()
+            rows = _SharedRows.apply(rows, self._grad_buffer)
+        self.rows = rows
+
+    def corners(self, points: Tensor, plane_scale: float = 1.0) -> tuple[Tensor, Tensor]:
+        """Row indices and bilinear weights of every corner: [N * P, 12 * n_triplanes] each.
+
+        Corners are ordered (tri-plane, plane, height 0/1, width 0/1). ``plane_scale`` multiplies the
+        weights (1/3 turns the per-plane sum into EG3D's plane mean).
+        """
+        _check_points(points)
+        if points.shape[0] != self.batch_size:
+            raise ValueError(f"points: batch size {points.shape[0]} != planes batch size {self.batch_size}")
+        n, p, _ = points.shape
+        scaled = points * (2 / self.box_warp)
+        indices, weights = [], []
+        for layout in self._layouts:
+            # Same unnormalisation as grid_sample's CPU kernel, ((x + 1) * S/2) - 0.5, done once per
+            # axis and shared by the two planes that use it.
+            texel = ((scaled + 1) * (layout.size / 2) - 0.5).clamp(-1, layout.size).reshape(n * p, 3)
+            texel_floor = texel.floor()
+            frac = texel - texel_floor
+            complement = 1 - frac
+            dtype = frac.dtype
+            # Exact 0/1 selection matmuls spread the per-axis values onto the 12 corner columns
+            # (cheaper than broadcasting [P, 3, 1] against tiny trailing dimensions).
+            height = torch.mm(frac, layout.height_frac.to(dtype)).addmm_(
+                complement, layout.height_complement.to(dtype)
+            )
+            width = torch.mm(frac, layout.width_frac.to(dtype)).addmm_(
+                complement, layout.width_complement.to(dtype)
+            )
+            weight = height * width
+            if plane_scale != 1:
+                weight = weight * plane_scale
+            weights.append(weight.to(self.rows.dtype))
+            # A NaN coordinate keeps NaN weights (NaN features, as EG3D's mean) but needs a valid row.
+            texel_floor = torch.nan_to_num(texel_floor, nan=0.0)
+            top_left = torch.mm(texel_floor, layout.index_mix.to(dtype)).to(layout.index_offset.dtype)
+            top_left = top_left.view(n, p, 12)
+            indices.append((top_left + layout.index_offset).view(n * p, 12))
+        if len(indices) == 1:
+            return indices[0], weights[0]
+        return torch.cat(indices, 1), torch.cat(weights, 1)
+
+    def mean_features(self, points: Tensor) -> Tensor:
+        """Plane-averaged features, summed over tri-planes: points [N, P, 3] -> [N, P, C]."""
+        index, weight = self.corners(points, plane_scale=1 / 3)
+        out = _BilinearGather.apply(self.rows, index, weight, self._grad_buffer)
+        return out.view(points.shape[0], points.shape[1], self.channels)
+
+    def plane_features(self, points: Tensor) -> Tensor:
+        """Per-plane features, summed over tri-planes: points [N, P, 3] -> [N, 3, P, C]."""
+        index, weight = self.corners(points)
+        n, p, _ = points.shape
+        # Group the corners by plane: [N*P, triplane, plane, 4] -> [N*P*plane, triplane * 4].
+        index = index.view(n * p, -1, 3, 4).transpose(1, 2).reshape(n * p * 3, -1)
+        weight = weight.view(n * p, -1, 3, 4).transpose(1, 2).reshape(n * p * 3, -1)
+        out = _BilinearGather.apply(self.rows, index, weight, self._grad_buffer)
+        return out.view(n, p, 3, self.channels).permute(0, 2, 1, 3)
+
+
+def _layout(
+    size: int, axes: Sequence[tuple[int, int]], batch_size: int, row_offset: int, device: torch.device
+) -> _TriplaneLayout:
+    """Constants for one S x S tri-plane whose padded table starts at row ``row_offset``."""
+    stride = size + _PAD_BEFORE + _PAD_AFTER
+    height_frac, height_complement = torch.zeros(3, 12), torch.zeros(3, 12)
+    width_frac, width_complement = torch.zeros(3, 12), torch.zeros(3, 12)
+    index_mix, corner_offset = torch.zeros(3, 12), torch.zeros(12, dtype=torch.long)
+    for plane, (width_axis, height_axis) in enumerate(axes):
+        for lower in range(2):
+            for right in range(2):
+                col = plane * 4 + lower * 2 + right
+                (height_frac if lower else height_complement)[height_axis, col] = 1
+                (width_frac if right else width_complement)[width_axis, col] = 1
+                index_mix[height_axis, col] += stride
+                index_mix[width_axis, col] += 1
+                corner_offset[col] = (
+                    plane * stride * stride + _PAD_BEFORE * (stride + 1) + lower * stride + right
+                )
+    batch_start = torch.arange(batch_size).view(-1, 1, 1) * (3 * stride * stride) + row_offset
+    return _TriplaneLayout(
+        size,
+        height_frac.to(device),
+        height_complement.to(device),
+        width_frac.to(device),
+        width_complement.to(device),
+        index_mix.to(device),
+        (batch_start + corner_offset).to(device),
+    )
+
+
+def sample_triplane(
+    planes: Tensor | Sequence[Tensor], points: Tensor, box_warp: float, convention: str = "eg3d"
+) -> Tensor:
+    """Per-plane bilinear features of ``points`` [N, P, 3] on ``planes`` [N, 3, C, S, S] -> [N, 3, P, C].
+
+    Equals EG3D's ``sample_from_planes`` (grid_sample, align_corners=False, zero padding); a
+    sequence of tri-planes gives the sum of their features (Mimic3D's coarse + residual planes).
+    Differentiable in planes and points (first order only).
+    """
+    return TriplaneSampler(planes, box_warp, convention).plane_features(points)

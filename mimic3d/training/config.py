@@ -1,0 +1,275 @@
+"""The typed configuration of a training run (EG3D, Mimic3D stage 1 / stage 2 / end-to-end).
+
+A ``TrainConfig`` is plain data: it round-trips through YAML/JSON with ``to_dict`` / ``from_dict``,
+and ``from_dict`` names every unknown or ill-typed field by its dotted path
+(``loss.r1_gamma: expected a number``). Presets live in ``mimic3d/training/presets/*.yaml``
+(see ``mimic3d.training.presets``). Durations given "at batch 32" are scaled by batch / 32 exactly
+as EG3D does when ``schedule.scale_with_batch`` is true (blur fade and EMA half-life).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+from mimic3d.metrics.protocols import get_protocol
+from mimic3d.models.config import GeneratorConfig
+from mimic3d.models.discriminator import DualDiscriminatorConfig
+from mimic3d.models.patch_discriminator import PatchDiscriminatorConfig
+from mimic3d.training.augment import AugmentConfig
+
+AUGMENT_MODES = ("noaug", "ada", "fixed")
+LPIPS_MODES = ("pretrained", "untrained")
+DEVICES = ("auto", "cpu", "cuda")
+
+
+@dataclass
+class LossConfig:
+    """Weights and lazy-regularisation intervals of the EG3D / Mimic3D objectives.
+
+    The 3D branch is trained (Mimic3D stage 2) when ``imitation_weight > 0`` or ``patch_gan > 0``:
+    a ``patch_resolution`` window of the full-resolution 3D render imitates the same window of the
+    stop-gradient 2D image (LPIPS), and ``patch_gan`` weights the patch discriminator's loss.
+    Intervals of None run the regulariser every step without lazy scaling.
+    """
+
+    r1_gamma: float = 1.0
+    r1_interval: int | None = 16
+    density_reg: float = 0.25
+    density_reg_interval: int | None = 4
+    density_reg_offset: float = 0.004
+    density_reg_points: int = 1000
+    imitation_weight: float = 0.0
+    patch_gan: float = 0.0
+    patch_r1_gamma: float = 1.0
+    patch_r1_interval: int | None = 16
+    patch_resolution: int = 64
+    lpips: str = "pretrained"
+    lpips_weights_dir: str | None = None
+    noise_mode: str = "random"
+
+    @property
+    def trains_3d_branch(self) -> bool:
+        return self.imitation_weight > 0 or self.patch_gan > 0
+
+
+@dataclass
+class OptimConfig:
+    """Adam settings of the three networks (before lazy-regularisation scaling)."""
+
+    g_lr: float = 0.0025
+    d_lr: float = 0.002
+    patch_d_lr: float = 0.002
+    betas: tuple[float, float] = (0.0, 0.99)
+    eps: float = 1e-8
+
+
+@dataclass
+class ScheduleConfig:
+    """Fades of EG3D/Mimic3D, as functions of images shown (kimg).
+
+    ``gpc_prob`` None trains without generator pose conditioning (G sees zeros).
+    ``blur_fade_kimg`` and ``ema_kimg`` are "at batch 32" when ``scale_with_batch``.
+    """
+
+    blur_init_sigma: float = 10.0
+    blur_fade_kimg: float = 200.0
+    gpc_prob: float | None = 0.5
+    gpc_fade_kimg: float = 1000.0
+    nrr_initial: int = 64
+    nrr_final: int | None = None
+    nrr_fade_kimg: float = 1000.0
+    ema_kimg: float = 10.0
+    ema_rampup: float | None = 0.05
+    scale_with_batch: bool = True
+
+
+@dataclass
+class AugmentSection:
+    """Discriminator augmentation: ``noaug``, ``ada`` (adaptive p, target 0.6) or ``fixed`` p."""
+
+    mode: str = "noaug"
+    p: float = 0.0
+    target: float = 0.6
+    interval: int = 4
+    speed_kimg: float = 500.0
+    pipe: AugmentConfig = field(default_factory=AugmentConfig)
+
+
+@dataclass
+class DataConfig:
+    """The training set: an EG3D-format zip or folder (``mimic3d dataset check`` validates one)."""
+
+    path: str | None = None
+    mirror: bool = False
+    max_size: int | None = None
+    workers: int = 0
+
+
+@dataclass
+class RunConfig:
+    """Length, batch, output and bookkeeping of a run."""
+
+    seed: int = 0
+    batch_size: int = 32
+    batch_gpu: int | None = None
+    total_kimg: float = 25000.0
+    tick_kimg: float = 4.0
+    snapshot_kimg: float = 200.0
+    keep_snapshots: int | None = 3
+    init_from: str | None = None
+    device: str = "auto"
+    grid_size: int = 8  # samples in the snapshot grids (0: none)
+    video_frames: int = 24  # frames of the snapshot clip (0: none)
+    metrics: list[str] = field(default_factory=list)
+
+
+@dataclass
+class TrainConfig:
+    """Everything a run needs; ``mimic3d train PRESET key=value ...`` builds one."""
+
+    generator: GeneratorConfig = field(default_factory=GeneratorConfig)
+    discriminator: DualDiscriminatorConfig = field(default_factory=DualDiscriminatorConfig)
+    patch_discriminator: PatchDiscriminatorConfig | None = None
+    loss: LossConfig = field(default_factory=LossConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
+    augment: AugmentSection = field(default_factory=AugmentSection)
+    data: DataConfig = field(default_factory=DataConfig)
+    run: RunConfig = field(default_factory=RunConfig)
+    description: str = ""
+
+    def __post_init__(self) -> None:
+        self.validate()
+
+    @property
+    def ema_kimg(self) -> float:
+        """EMA half-life in kimg at this run's batch size."""
+        return self._batch_scaled(self.schedule.ema_kimg)
+
+    @property
+    def blur_fade_kimg(self) -> float:
+        """D-input blur fade length in kimg at this run's batch size."""
+        return self._batch_scaled(self.schedule.blur_fade_kimg)
+
+    def _batch_scaled(self, kimg: float) -> float:
+        return kimg * self.run.batch_size / 32 if self.schedule.scale_with_batch else kimg
+
+    def validate(self) -> None:
+        """Raise ``ValueError`` naming the first inconsistent field by its dotted path."""
+        g, d, loss, run, sched = self.generator, self.discriminator, self.loss, self.run, self.schedule
+        if d.img_resolution != g.img_resolution:
+            raise ValueError(
+                f"discriminator.img_resolution: {d.img_resolution} differs from generator.img_resolution "
+                f"{g.img_resolution}"
+            )
+        if d.c_dim != g.c_dim:
+            raise ValueError(f"discriminator.c_dim: {d.c_dim} differs from generator.c_dim {g.c_dim}")
+        _check_positive("run.batch_size", run.batch_size)
+        if run.batch_gpu is not None:
+            _check_positive("run.batch_gpu", run.batch_gpu)
+            if run.batch_size % run.batch_gpu:
+                raise ValueError(
+                    f"run.batch_gpu: {run.batch_gpu} does not divide run.batch_size {run.batch_size}"
+                )
+        for name in ("total_kimg", "tick_kimg", "snapshot_kimg"):
+            _check_positive(f"run.{name}", getattr(run, name))
+        if run.keep_snapshots is not None:
+            _check_positive("run.keep_snapshots", run.keep_snapshots)
+        for name in ("grid_size", "video_frames"):
+            if getattr(run, name) < 0:
+                raise ValueError(f"run.{name}: expected >= 0 (0 disables it), got {getattr(run, name)}")
+        for metric in run.metrics:
+            get_protocol(metric)
+        if run.device not in DEVICES:
+            raise ValueError(f"run.device: expected one of {DEVICES}, got {run.device!r}")
+        self._validate_loss(loss)
+        self._validate_schedule(sched)
+        self._validate_augment(self.augment)
+        if self.data.workers < 0:
+            raise ValueError(f"data.workers: expected >= 0, got {self.data.workers}")
+        if self.data.max_size is not None:
+            _check_positive("data.max_size", self.data.max_size)
+
+    def _validate_loss(self, loss: LossConfig) -> None:
+        for name in (
+            "r1_gamma",
+            "density_reg",
+            "density_reg_offset",
+            "imitation_weight",
+            "patch_gan",
+            "patch_r1_gamma",
+        ):
+            value = getattr(loss, name)
+            if not (math.isfinite(value) and value >= 0):
+                raise ValueError(f"loss.{name}: expected a finite number >= 0, got {value}")
+        for name in ("r1_interval", "density_reg_interval", "patch_r1_interval"):
+            value = getattr(loss, name)
+            if value is not None and value < 1:
+                raise ValueError(f"loss.{name}: expected None or an int >= 1, got {value}")
+        _check_positive("loss.density_reg_points", loss.density_reg_points)
+        if loss.lpips not in LPIPS_MODES:
+            raise ValueError(f"loss.lpips: expected one of {LPIPS_MODES}, got {loss.lpips!r}")
+        if loss.noise_mode not in ("random", "const", "none"):
+            raise ValueError(f"loss.noise_mode: expected random, const or none, got {loss.noise_mode!r}")
+        if not loss.trains_3d_branch:
+            return
+        size = loss.patch_resolution
+        if size < 16 or size > self.generator.img_resolution:
+            raise ValueError(
+                f"loss.patch_resolution: expected 16 (LPIPS minimum) .. generator.img_resolution "
+                f"{self.generator.img_resolution}, got {size}"
+            )
+        patch_d = self.patch_discriminator
+        if loss.patch_gan > 0:
+            if patch_d is None:
+                raise ValueError("patch_discriminator: loss.patch_gan > 0 needs a patch discriminator section")
+            if patch_d.patch_resolution != size:
+                raise ValueError(
+                    f"patch_discriminator.patch_resolution: {patch_d.patch_resolution} differs from "
+                    f"loss.patch_resolution {size}"
+                )
+            if patch_d.c_dim != 0:
+                raise ValueError("patch_discriminator.c_dim: D^3D is unconditional (0) as in Mimic3D")
+
+    def _validate_schedule(self, sched: ScheduleConfig) -> None:
+        for name in ("blur_init_sigma", "blur_fade_kimg", "gpc_fade_kimg", "nrr_fade_kimg", "ema_kimg"):
+            value = getattr(sched, name)
+            if not (math.isfinite(value) and value >= 0):
+                raise ValueError(f"schedule.{name}: expected a finite number >= 0, got {value}")
+        if sched.gpc_prob is not None and not 0 <= sched.gpc_prob <= 1:
+            raise ValueError(f"schedule.gpc_prob: expected None or a probability, got {sched.gpc_prob}")
+        if sched.ema_rampup is not None and sched.ema_rampup <= 0:
+            raise ValueError(f"schedule.ema_rampup: expected None or > 0, got {sched.ema_rampup}")
+        for name in ("nrr_initial", "nrr_final"):
+            value = getattr(sched, name)
+            if value is not None and value < 4:
+                raise ValueError(f"schedule.{name}: expected a rendering resolution >= 4, got {value}")
+
+    def _validate_augment(self, aug: AugmentSection) -> None:
+        if aug.mode not in AUGMENT_MODES:
+            raise ValueError(f"augment.mode: expected one of {AUGMENT_MODES}, got {aug.mode!r}")
+        if not 0 <= aug.p <= 1:
+            raise ValueError(f"augment.p: expected a probability, got {aug.p}")
+        if not 0 <= aug.target <= 1:
+            raise ValueError(f"augment.target: expected a value in [0, 1], got {aug.target}")
+        _check_positive("augment.interval", aug.interval)
+        _check_positive("augment.speed_kimg", aug.speed_kimg)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain YAML/JSON data; ``from_dict`` inverts it."""
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], where: str = "config") -> TrainConfig:
+        """Build and validate a config from nested dicts; errors name the dotted field path."""
+        from mimic3d.checkpoints.portable import config_from_dict
+
+        return config_from_dict(cls, data, where=where)
+
+
+def _check_positive(name: str, value: float) -> None:
+    if not value > 0:
+        raise ValueError(f"{name}: expected a positive value, got {value}")

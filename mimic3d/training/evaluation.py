@@ -1,0 +1,51 @@
+"""Metrics at snapshots: ``run.metrics`` protocols on G_ema, per trained branch, shared by all processes.
+
+Results are appended to ``<run>/metric-<name>.jsonl`` (with the branch and kimg in each record) by
+``mimic3d.metrics.report_metric``; the returned values also go to TensorBoard.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import torch
+from torch import Tensor
+
+from mimic3d.metrics import compute_metric, report_metric
+from mimic3d.tools.rendering import render_settings
+
+if TYPE_CHECKING:
+    from mimic3d.training.loop import Trainer
+
+
+def branch_generator(G, branch: str):
+    """``generate(z, c) -> images`` of one branch, deterministic rendering, no gradients."""
+
+    def generate(z: Tensor, c: Tensor) -> Tensor:
+        with torch.no_grad(), render_settings(G):
+            return G(z, c, branch=branch, noise_mode="const")["image"]
+
+    return generate
+
+
+def evaluate_metrics(trainer: Trainer, branches: tuple[str, ...]) -> dict[str, float]:
+    """{"<metric>/<branch>/<result>": value} for every configured metric and branch."""
+    config = trainer.config
+    values: dict[str, float] = {}
+    for name in config.run.metrics:
+        for branch in branches:
+            result = compute_metric(
+                name,
+                branch_generator(trainer.nets.G_ema, branch),
+                trainer.labels,
+                trainer.dataset,
+                z_dim=config.generator.z_dim,
+                seed=config.run.seed,
+                device=trainer.process.device,
+                dataset_path=config.data.path,
+                metadata={"branch": branch, "kimg": trainer.cur_nimg / 1000, "run": str(trainer.run_dir)},
+            )
+            report_metric(result, trainer.run_dir)
+            for key, value in result.results.items():
+                values[f"{key}/{branch}"] = float(value)
+    return values

@@ -1,0 +1,384 @@
+"""The training loop of EG3D and Mimic3D (stage 1, stage 2, end to end).
+
+One step: fetch a global batch of reals, run every due phase (``Gmain``, ``Greg``, ``Dmain``,
+``Dreg``, ``Dpatch_main``, ``Dpatch_reg``; see ``loss``) over this process's chunks, average the
+gradients over all chunks of all processes and step; then update G_ema and ADA. Every tick logs
+statistics; every ``snapshot_kimg`` (and at the end, and on SIGINT/SIGTERM after the current
+step) a snapshot, sample grids and a clip are written. A non-finite loss stops the run with
+``TrainingDiverged``; the last snapshot stays the latest.
+"""
+
+from __future__ import annotations
+
+import math
+import signal
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from mimic3d.data import DatasetCameraSampler, ImageDataset
+from mimic3d.losses import build_lpips
+from mimic3d.training.augment import AdaptiveProbability, AugmentPipe
+from mimic3d.training.config import TrainConfig
+from mimic3d.training.data import RealImageStream
+from mimic3d.training.distributed import (
+    ProcessInfo,
+    all_reduce_,
+    average_buffers,
+    barrier,
+    broadcast_modules,
+    setup_processes,
+)
+from mimic3d.training.evaluation import evaluate_metrics
+from mimic3d.training.loss import Chunk, TriplaneGANLoss
+from mimic3d.training.monitor import RunMonitor, StatsCollector
+from mimic3d.training.networks import build_networks, init_from_checkpoint
+from mimic3d.training.optimization import build_phases, optimizer_step, update_ema
+from mimic3d.training.presets import config_to_yaml
+from mimic3d.training.randomness import capture_rng_state, restore_rng_state, seed_chunk
+from mimic3d.training.schedule import Progress, progress_at
+from mimic3d.training.snapshot import (
+    TrainingState,
+    load_snapshot,
+    optimizer_from_record,
+    optimizer_to_record,
+    save_snapshot,
+    snapshot_name,
+)
+from mimic3d.training.visuals import fixed_grid_inputs, write_snapshot_pictures
+
+# Buffers that differ between processes after a step (updated from each process's own latents).
+SYNCED_BUFFERS = ("backbone.mapping.w_avg",)
+
+
+class TrainingDiverged(RuntimeError):
+    """A loss became NaN or infinite; the run stopped without overwriting the last snapshot."""
+
+
+@dataclass
+class RunResult:
+    """How ``Trainer.run`` ended: ``finished`` (total_kimg), ``max_steps`` or ``interrupted``."""
+
+    status: str
+    step: int
+    cur_nimg: int
+    snapshot: Path | None
+
+
+class Trainer:
+    """Builds everything a run needs from a ``TrainConfig`` and trains it in ``run_dir``.
+
+    Args:
+        config: the resolved configuration.
+        run_dir: output folder (config.yaml, log.txt, stats.jsonl, TensorBoard, snapshots, images).
+        resume: a snapshot folder to continue exactly (networks, optimisers, EMA, ADA, RNG, counters).
+        progress_bar: show tqdm progress on the main process.
+        process: where this process sits (default: from the torchrun environment).
+    """
+
+    def __init__(
+        self,
+        config: TrainConfig,
+        run_dir: str | Path,
+        resume: str | Path | None = None,
+        progress_bar: bool = True,
+        process: ProcessInfo | None = None,
+    ) -> None:
+        self.config, self.run_dir = config, Path(run_dir)
+        self.process = process or setup_processes(config.run.device)
+        run, device = config.run, self.process.device
+        if config.data.path is None:
+            raise ValueError("data.path: no training set given; add data.path=PATH (an EG3D-format zip or folder)")
+        if run.batch_size % self.process.world:
+            raise ValueError(f"run.batch_size: {run.batch_size} is not divisible by {self.process.world} processes")
+        self.batch_local = run.batch_size // self.process.world
+        self.batch_gpu = run.batch_gpu or self.batch_local
+        if self.batch_local % self.batch_gpu:
+            raise ValueError(
+                f"run.batch_gpu: {self.batch_gpu} does not divide the per-process batch {self.batch_local}"
+            )
+        self.chunks_local = self.batch_local // self.batch_gpu
+        self.chunks_total = self.chunks_local * self.process.world
+
+        self.dataset = ImageDataset(
+            config.data.path, config.generator.img_resolution, config.data.mirror, config.data.max_size, run.seed
+        )
+        self.labels = DatasetCameraSampler(self.dataset.labels)
+        self.nets = build_networks(config, self.dataset.label_std, run.seed, device)
+        self.augment_pipe, self.ada = self._build_augment()
+        self.lpips = None
+        if config.loss.imitation_weight > 0:
+            self.lpips = build_lpips(config.loss.lpips, config.loss.lpips_weights_dir).to(device)
+        self.phases = build_phases(config, self.nets.G, self.nets.D, self.nets.D_patch)
+        self.loss = TriplaneGANLoss(
+            config, self.nets.G, self.nets.D, self.nets.D_patch, self.augment_pipe, self.ada, self.lpips
+        )
+        self.step, self.cur_nimg = 0, 0
+        self.fresh_keys: dict[str, list[str]] = {}
+        rng_state = None
+        if resume is not None:
+            rng_state = self._restore(Path(resume))
+        elif run.init_from is not None:
+            self.fresh_keys = init_from_checkpoint(self.nets, run.init_from)
+        broadcast_modules([*self.nets.named().values(), self.augment_pipe])
+        self.stream = RealImageStream(
+            self.dataset, run.batch_size, self.process.rank, self.process.world, run.seed, self.cur_nimg,
+            config.data.workers, device,
+        )
+        self.stats = StatsCollector()
+        self.monitor = RunMonitor(
+            self.run_dir, self.process.is_main, run.total_kimg, self.cur_nimg / 1000, progress_bar
+        )
+        self.grid_z, self.grid_c = fixed_grid_inputs(
+            self.dataset.labels, run.grid_size, config.generator.z_dim, run.seed
+        )
+        self.branches = ("2d", "3d") if config.loss.trains_3d_branch else ("2d",)
+        self._stop_signal: str | None = None
+        self._resumed_from = resume
+        self._start_time = time.time()
+        if rng_state is not None:
+            restore_rng_state(*rng_state)
+
+    # ------------------------------------------------------------------ construction helpers
+
+    def _build_augment(self) -> tuple[AugmentPipe | None, AdaptiveProbability | None]:
+        aug = self.config.augment
+        if aug.mode == "noaug":
+            return None, None
+        pipe = AugmentPipe(aug.pipe, p=aug.p if aug.mode == "fixed" else 0.0).to(self.process.device)
+        ada = AdaptiveProbability(aug.target, aug.interval, aug.speed_kimg) if aug.mode == "ada" else None
+        return pipe, ada
+
+    def _optimizers(self) -> dict[str, torch.optim.Optimizer]:
+        return {phase.network: phase.optimizer for phase in self.phases}
+
+    def _restore(self, folder: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+        """Load a snapshot's networks, optimisers, counters and ADA; returns its RNG state, which
+        ``__init__`` applies last (building the data stream draws from the global generator)."""
+        networks, _, state = load_snapshot(folder, self.process.device)
+        for name, module in self.nets.named().items():
+            if name not in networks:
+                raise ValueError(f"resume {folder}: has no network {name!r} (it holds {sorted(networks)})")
+            module.load_state_dict(networks[name].state_dict())
+        for name, optimizer in self._optimizers().items():
+            optimizer_from_record(optimizer, name, state.tensors, state.optimizers[name])
+        counters = state.counters
+        self.step, self.cur_nimg = int(counters["step"]), int(counters["cur_nimg"])
+        if self.augment_pipe is not None and "augment_p" in state.tensors:
+            self.augment_pipe.p.copy_(state.tensors["augment_p"])
+        if self.ada is not None and "ada" in state.extra:
+            self.ada.load_state_dict(state.extra["ada"])
+        return state.tensors, state.extra["rng"]
+
+    # ------------------------------------------------------------------ one step
+
+    def train_step(self) -> dict[str, float]:
+        """One optimisation step over the global batch; returns the phases' mean objectives."""
+        progress = progress_at(self.config, self.cur_nimg)
+        real_img, real_c = self.stream.next_batch()
+        real_img, real_c = real_img.split(self.batch_gpu), real_c.split(self.batch_gpu)
+        objectives: dict[str, torch.Tensor] = {}
+        nets, device, z_dim = self.nets, self.process.device, self.config.generator.z_dim
+        for phase_index, phase in enumerate(self.phases):
+            if self.step % phase.interval:
+                continue
+            phase.module.requires_grad_(True)
+            total = torch.zeros([], device=device)
+            for j in range(self.chunks_local):
+                seed_chunk(self.config.run.seed, self.step, phase_index, self.process.rank * self.chunks_local + j)
+                gen_z = torch.randn([self.batch_gpu, z_dim], device=device)
+                gen_c = self.labels.sample(self.batch_gpu, device=device)
+                chunk = Chunk(real_img[j], real_c[j], gen_z, gen_c)
+                result = self.loss.accumulate(phase.name, chunk, phase.interval, progress)
+                total = total + result.objective
+                for name, values in result.stats.items():
+                    self.stats.add(name, values)
+            phase.module.requires_grad_(False)
+            optimizer_step(phase, self.chunks_total)
+            objectives[phase.name] = total / self.chunks_local
+        average_buffers(nets.G, SYNCED_BUFFERS)
+        update_ema(nets.G_ema, nets.G, progress.ema_beta)
+        self.cur_nimg += self.config.run.batch_size
+        self.step += 1
+        if self.ada is not None:
+            self.ada.step(self.augment_pipe, self.config.run.batch_size, all_reduce=all_reduce_)
+        return self._check_step(objectives, progress)
+
+    def _check_step(self, objectives: dict[str, torch.Tensor], progress: Progress) -> dict[str, float]:
+        """One collective per step: stop requests, non-finite flags and the objectives' means."""
+        names = list(objectives)
+        device = self.process.device
+        values = torch.stack([objectives[n] for n in names]) if names else torch.zeros([0], device=device)
+        stop = torch.tensor([float(self._stop_signal is not None)], device=device)
+        packed = torch.cat([stop, (~torch.isfinite(values)).float(), torch.nan_to_num(values, 0.0, 0.0, 0.0)])
+        packed = all_reduce_(packed).cpu().tolist()
+        nonfinite, sums = packed[1 : 1 + len(names)], packed[1 + len(names) :]
+        bad = [name for name, flag in zip(names, nonfinite) if flag > 0]
+        if bad:
+            raise TrainingDiverged(
+                f"non-finite loss in phase(s) {', '.join(bad)} at step {self.step} "
+                f"(kimg {progress.cur_kimg:.3f}); the run stopped without saving. The last good snapshot "
+                f"is the one {self.run_dir / 'latest'} names; lower the learning rates or raise "
+                "loss.r1_gamma and resume from it."
+            )
+        if packed[0] > 0 and self._stop_signal is None:
+            self._stop_signal = "stop requested by another process"
+        return {name: total / self.process.world for name, total in zip(names, sums)}
+
+    # ------------------------------------------------------------------ snapshots
+
+    def training_state(self) -> TrainingState:
+        tensors, rng_data = capture_rng_state()
+        optimizers = {}
+        for name, optimizer in self._optimizers().items():
+            opt_tensors, record = optimizer_to_record(name, optimizer)
+            tensors.update(opt_tensors)
+            optimizers[name] = record
+        extra: dict[str, Any] = {"rng": rng_data, "config": self.config.to_dict()}
+        if self.augment_pipe is not None:
+            tensors["augment_p"] = self.augment_pipe.p.detach().cpu().clone()
+        if self.ada is not None:
+            extra["ada"] = self.ada.state_dict()
+        counters = {"step": self.step, "cur_nimg": self.cur_nimg, "data_position": self.stream.position}
+        return TrainingState(counters, optimizers, tensors, extra)
+
+    def save(self) -> Path:
+        """Write a snapshot (main process), then pictures and metrics; every process must call it."""
+        progress = progress_at(self.config, self.cur_nimg)
+        nrr = progress.neural_rendering_resolution
+        for G in (self.nets.G, self.nets.G_ema):
+            if nrr & (nrr - 1) == 0:
+                G.config.neural_rendering_resolution = nrr
+        name = snapshot_name(self.cur_nimg)
+        folder = self.run_dir / "snapshots" / name
+        if self.process.is_main:
+            metadata = {
+                "step": self.step,
+                "cur_nimg": self.cur_nimg,
+                "kimg": self.cur_nimg / 1000,
+                "neural_rendering_resolution": nrr,
+                "dataset": str(self.config.data.path),
+                "description": self.config.description,
+            }
+            folder = save_snapshot(
+                self.run_dir, name, self.nets.named(), self.training_state(), metadata, self.config.run.keep_snapshots
+            )
+            self.monitor.log(f"snapshot {folder}")
+            if self.config.run.grid_size > 0:
+                pictures = write_snapshot_pictures(
+                    self.nets.G_ema, self.run_dir, name, self.grid_z[: self.config.run.grid_size],
+                    self.grid_c[: self.config.run.grid_size], self.branches, nrr, self.config.run.video_frames,
+                )
+                self.monitor.write_images(pictures.grids, self.cur_nimg)
+        barrier()
+        for metric, value in evaluate_metrics(self, self.branches).items():
+            self.monitor.log(f"metric {metric} = {value:.4f}")
+            self.monitor.write_metric(metric, value, self.cur_nimg)
+        return folder
+
+    # ------------------------------------------------------------------ the loop
+
+    def _request_stop(self, signum: int, _frame: Any) -> None:
+        if self._stop_signal is not None:
+            raise KeyboardInterrupt
+        self._stop_signal = signal.Signals(signum).name
+        self.monitor.log(f"{self._stop_signal}: finishing this step and saving a snapshot (again to abort now)")
+
+    def _install_signals(self) -> dict[int, Any]:
+        if threading.current_thread() is not threading.main_thread():
+            return {}
+        return {sig: signal.signal(sig, self._request_stop) for sig in (signal.SIGINT, signal.SIGTERM)}
+
+    def _write_config(self) -> None:
+        if not self.process.is_main:
+            return
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        (self.run_dir / "config.yaml").write_text(config_to_yaml(self.config), encoding="utf-8")
+
+    def _announce(self) -> None:
+        cfg, monitor = self.config, self.monitor
+        monitor.log(f"run folder {self.run_dir} ({cfg.description or 'custom config'})")
+        monitor.log(
+            f"dataset {cfg.data.path}: {len(self.dataset)} images at {self.dataset.resolution}^2; "
+            f"batch {cfg.run.batch_size} = {self.process.world} process(es) x {self.chunks_local} chunk(s) "
+            f"of {self.batch_gpu} on {self.process.device}"
+        )
+        monitor.log("phases: " + ", ".join(f"{p.name}/{p.interval}" for p in self.phases))
+        if self.lpips is not None and not self.lpips.is_pretrained:
+            monitor.log(
+                "!!! LPIPS is UNTRAINED (loss.lpips=untrained): the imitation loss is a random-feature "
+                "distance, fine for smoke tests and demos, not the paper's perceptual loss !!!"
+            )
+        for name, keys in self.fresh_keys.items():
+            if keys:
+                monitor.log(f"init_from: {name} keeps {len(keys)} randomly initialised tensors (new modules)")
+        if self._resumed_from is not None:
+            monitor.log(f"resumed from {self._resumed_from} at step {self.step}, kimg {self.cur_nimg / 1000:.3f}")
+
+    def run(self, max_steps: int | None = None) -> RunResult:
+        """Train until ``run.total_kimg`` (or ``max_steps`` total steps, or a stop signal)."""
+        run, total_nimg = self.config.run, self.config.run.total_kimg * 1000
+        self._write_config()
+        self._announce()
+        tick_nimg, snap_nimg = run.tick_kimg * 1000, run.snapshot_kimg * 1000
+        next_snapshot = (math.floor(self.cur_nimg / snap_nimg) + 1) * snap_nimg
+        tick_start_nimg, tick_start_time, tick = self.cur_nimg, time.time(), 0
+        sec_per_kimg: float | None = None
+        previous = self._install_signals()
+        snapshot = None
+        try:
+            while True:
+                losses = self.train_step()
+                done = self.cur_nimg >= total_nimg
+                status = "finished" if done else None
+                if max_steps is not None and self.step >= max_steps and status is None:
+                    status = "max_steps"
+                if self._stop_signal is not None and status is None:
+                    status = "interrupted"
+                if status is not None or self.cur_nimg >= tick_start_nimg + tick_nimg:
+                    now = time.time()
+                    sec_per_kimg = (now - tick_start_time) / max(self.cur_nimg - tick_start_nimg, 1) * 1000
+                    self._tick(tick, sec_per_kimg, now)
+                    tick, tick_start_nimg, tick_start_time = tick + 1, self.cur_nimg, now
+                self.monitor.advance(self.cur_nimg / 1000, sec_per_kimg, losses)
+                if status is not None or self.cur_nimg >= next_snapshot:
+                    snapshot = self.save()
+                    next_snapshot = (math.floor(self.cur_nimg / snap_nimg) + 1) * snap_nimg
+                    tick_start_time = time.time()
+                if status is not None:
+                    self.monitor.log(f"{status} at step {self.step}, kimg {self.cur_nimg / 1000:.3f}")
+                    return RunResult(status, self.step, self.cur_nimg, snapshot)
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+            self.monitor.close()
+
+    def _tick(self, tick: int, sec_per_kimg: float, now: float) -> None:
+        stats = self.stats.reduce()
+        progress = progress_at(self.config, self.cur_nimg)
+        scalars = {
+            "Progress/tick": tick,
+            "Progress/kimg": self.cur_nimg / 1000,
+            "Progress/step": self.step,
+            "Progress/blur_sigma": progress.blur_sigma,
+            "Progress/swap_prob": -1.0 if progress.swap_prob is None else progress.swap_prob,
+            "Progress/neural_rendering_resolution": progress.neural_rendering_resolution,
+            "Progress/augment": 0.0 if self.augment_pipe is None else float(self.augment_pipe.p),
+            "Timing/sec_per_kimg": sec_per_kimg,
+            "Timing/total_sec": now - self._start_time,
+        }
+        if self.process.device.type == "cuda":
+            scalars["Resources/peak_gpu_mem_gb"] = torch.cuda.max_memory_allocated(self.process.device) / 2**30
+            torch.cuda.reset_peak_memory_stats(self.process.device)
+        self.monitor.write_tick(stats, scalars, self.cur_nimg)
+        parts = [f"tick {tick:<4d} kimg {self.cur_nimg / 1000:<8.2f} sec/kimg {sec_per_kimg:<7.1f}"]
+        for key in ("Loss/G/total", "Loss/D/loss", "Loss/G/imitation", "Loss/D_patch/loss", "Loss/D/reg"):
+            if key in stats:
+                parts.append(f"{key.removeprefix('Loss/')} {stats[key]['mean']:.3f}")
+        if self.augment_pipe is not None:
+            parts.append(f"augment {float(self.augment_pipe.p):.3f}")
+        self.monitor.log("  ".join(parts))

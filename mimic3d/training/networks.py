@@ -1,0 +1,115 @@
+"""The networks of a run: built from the config, or started from an earlier run's weights.
+
+Mimic3D stage 2 starts from a stage-1 run: G, G_ema and D are copied from it and the modules that
+stage 1 did not have (S^3D inside G, the patch discriminator D^3D) keep their random initialisation.
+Any checkpoint ``mimic3d.load_networks`` reads works as the source (a run folder's latest snapshot,
+a snapshot folder, a portable checkpoint, an official EG3D/Mimic3D pickle).
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from mimic3d.checkpoints.load import load_networks
+from mimic3d.models.discriminator import DualDiscriminator
+from mimic3d.models.generator import TriplaneGenerator
+from mimic3d.models.patch_discriminator import PatchDiscriminator
+from mimic3d.training.config import TrainConfig
+from mimic3d.training.snapshot import LATEST_FILE, latest_snapshot
+
+_MAX_LISTED = 6
+
+
+@dataclass
+class Networks:
+    """G (trained), G_ema (its moving average, used for everything shown), D, and D^3D if any."""
+
+    G: TriplaneGenerator
+    G_ema: TriplaneGenerator
+    D: DualDiscriminator
+    D_patch: PatchDiscriminator | None
+
+    def named(self) -> dict[str, nn.Module]:
+        """Modules by checkpoint name (``G_ema`` first: the one ``mimic3d.load`` returns)."""
+        named = {"G_ema": self.G_ema, "G": self.G, "D": self.D}
+        if self.D_patch is not None:
+            named["D_patch"] = self.D_patch
+        return named
+
+
+def build_networks(config: TrainConfig, label_std: torch.Tensor, seed: int, device: torch.device) -> Networks:
+    """Freshly initialised networks (identical in every process for one seed), gradients off."""
+    torch.manual_seed(seed)
+    G = TriplaneGenerator(copy.deepcopy(config.generator))
+    G.dataset_label_std.copy_(label_std)
+    D = DualDiscriminator(copy.deepcopy(config.discriminator))
+    D_patch = None
+    if config.patch_discriminator is not None and config.loss.patch_gan > 0:
+        D_patch = PatchDiscriminator(copy.deepcopy(config.patch_discriminator))
+    G_ema = copy.deepcopy(G).eval()
+    for module in (G, D, D_patch):
+        if module is not None:
+            module.train().requires_grad_(False)
+    G_ema.requires_grad_(False)
+    nets = Networks(G.to(device), G_ema.to(device), D.to(device), None if D_patch is None else D_patch.to(device))
+    return nets
+
+
+def _listing(keys: list[str]) -> str:
+    shown = ", ".join(keys[:_MAX_LISTED])
+    return shown + (f" and {len(keys) - _MAX_LISTED} more" if len(keys) > _MAX_LISTED else "")
+
+
+def copy_matching(target: nn.Module, source: nn.Module, where: str) -> list[str]:
+    """Copy every parameter and buffer of ``source`` into ``target``; returns the target keys the
+    source lacks (new modules). ValueError when the source has keys the target lacks or shapes differ."""
+    target_state, source_state = target.state_dict(), source.state_dict()
+    unexpected = sorted(set(source_state) - set(target_state))
+    misshaped = [
+        f"{k} ({list(source_state[k].shape)} vs {list(target_state[k].shape)})"
+        for k in sorted(set(source_state) & set(target_state))
+        if source_state[k].shape != target_state[k].shape
+    ]
+    if unexpected or misshaped:
+        problems = []
+        if unexpected:
+            problems.append(f"keys this run's network lacks: {_listing(unexpected)}")
+        if misshaped:
+            problems.append(f"different shapes: {_listing(misshaped)}")
+        raise ValueError(f"run.init_from {where}: does not fit this run's architecture; " + "; ".join(problems))
+    with torch.no_grad():
+        for key, value in source_state.items():
+            target_state[key].copy_(value)
+    return sorted(set(target_state) - set(source_state))
+
+
+def init_from_checkpoint(nets: Networks, path: str | os.PathLike) -> dict[str, list[str]]:
+    """Start ``nets`` from an earlier run (see module docstring); returns, per network, the keys
+    that stayed randomly initialised. A source without ``G`` starts G from its ``G_ema``."""
+    path = Path(path)
+    if path.is_dir() and (path / LATEST_FILE).is_file():
+        path = latest_snapshot(path)
+    source = load_networks(path)
+    if "G_ema" not in source:
+        raise ValueError(f"run.init_from {path}: holds no G_ema (it has {sorted(source)})")
+    theirs, ours = source["G_ema"].config.plane_convention, nets.G.config.plane_convention
+    if theirs != ours:
+        raise ValueError(
+            f"run.init_from {path}: its tri-planes use the {theirs!r} projection, this run's generator "
+            f"{ours!r} (generator.rendering.convention)"
+        )
+    fresh: dict[str, list[str]] = {}
+    pairs = [("G_ema", nets.G_ema, "G_ema"), ("G", nets.G, "G" if "G" in source else "G_ema")]
+    if "D" in source:
+        pairs.append(("D", nets.D, "D"))
+    if nets.D_patch is not None and "D_patch" in source:
+        pairs.append(("D_patch", nets.D_patch, "D_patch"))
+    for name, target, source_name in pairs:
+        fresh[name] = copy_matching(target, source[source_name], f"{path}:{source_name}")
+    return fresh

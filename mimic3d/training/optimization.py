@@ -1,0 +1,100 @@
+"""Optimisers, phases with lazy regularisation, the guarded optimiser step and the generator EMA."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from mimic3d.losses import lazy_regularization
+from mimic3d.training.config import TrainConfig
+from mimic3d.training.distributed import all_reduce_
+
+# EG3D clamps infinite gradient entries to this magnitude (NaNs become 0).
+GRAD_CLAMP = 1e5
+
+
+@dataclass
+class Phase:
+    """One optimisation phase: ``name`` (see ``loss.PHASES``) updates ``module`` every ``interval``
+    steps with ``optimizer``, its loss multiplied by ``interval`` (lazy regularisation)."""
+
+    name: str
+    network: str
+    module: nn.Module
+    optimizer: torch.optim.Optimizer
+    interval: int
+
+
+def _network_phases(
+    network: str,
+    module: nn.Module,
+    lr: float,
+    config: TrainConfig,
+    main: str,
+    reg: str,
+    reg_active: bool,
+    reg_interval: int | None,
+) -> list[Phase]:
+    """Main phase (every step) and regulariser phase (every ``reg_interval``, lr and betas scaled)."""
+    optim = config.optim
+    lazy = reg_interval if reg_active else None
+    scaled_lr, betas = lazy_regularization(lr, optim.betas, lazy)
+    optimizer = torch.optim.Adam(module.parameters(), lr=scaled_lr, betas=betas, eps=optim.eps)
+    phases = [Phase(main, network, module, optimizer, 1)]
+    if reg_active:
+        phases.append(Phase(reg, network, module, optimizer, reg_interval or 1))
+    return phases
+
+
+def build_phases(
+    config: TrainConfig, G: nn.Module, D: nn.Module, D_patch: nn.Module | None
+) -> list[Phase]:
+    """EG3D's phase list: Gmain, Greg, Dmain, Dreg, then Mimic3D's Dpatch_main, Dpatch_reg.
+
+    A regulariser with weight 0 has no phase and no lazy scaling.
+    """
+    loss, optim = config.loss, config.optim
+    phases = _network_phases(
+        "G", G, optim.g_lr, config, "Gmain", "Greg", loss.density_reg > 0, loss.density_reg_interval
+    )
+    phases += _network_phases(
+        "D", D, optim.d_lr, config, "Dmain", "Dreg", loss.r1_gamma > 0, loss.r1_interval
+    )
+    if D_patch is not None and loss.patch_gan > 0:
+        phases += _network_phases(
+            "D_patch",
+            D_patch,
+            optim.patch_d_lr,
+            config,
+            "Dpatch_main",
+            "Dpatch_reg",
+            loss.patch_r1_gamma > 0,
+            loss.patch_r1_interval,
+        )
+    return phases
+
+
+def optimizer_step(phase: Phase, num_chunks: int) -> None:
+    """Average the accumulated gradients over all ``num_chunks`` chunks of every process, zero
+    non-finite entries (NaN -> 0, +-inf -> +-1e5, as EG3D), step, and clear the gradients."""
+    params = [p for p in phase.module.parameters() if p.numel() > 0 and p.grad is not None]
+    if params:
+        flat = torch.cat([p.grad.flatten() for p in params])
+        all_reduce_(flat)
+        flat /= num_chunks
+        torch.nan_to_num(flat, nan=0.0, posinf=GRAD_CLAMP, neginf=-GRAD_CLAMP, out=flat)
+        for param, grad in zip(params, flat.split([p.numel() for p in params])):
+            param.grad = grad.reshape(param.shape)
+    phase.optimizer.step()
+    phase.optimizer.zero_grad(set_to_none=True)
+
+
+@torch.no_grad()
+def update_ema(G_ema: nn.Module, G: nn.Module, beta: float) -> None:
+    """G_ema <- lerp(G, G_ema, beta) for parameters; buffers (w_avg, label std, noise) are copied."""
+    for p_ema, p in zip(G_ema.parameters(), G.parameters()):
+        p_ema.copy_(p.lerp(p_ema, beta))
+    for b_ema, b in zip(G_ema.buffers(), G.buffers()):
+        b_ema.copy_(b)

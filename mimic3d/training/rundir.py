@@ -1,0 +1,52 @@
+"""Run folders: ``<outdir>/<NNNNN>-<name>/`` (numbered like EG3D's), and finding the latest one."""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+
+from mimic3d.training.snapshot import LATEST_FILE
+
+_RUN_PATTERN = re.compile(r"^(\d{5})-(.+)$")
+
+
+def _numbered_runs(outdir: Path) -> list[tuple[int, str, Path]]:
+    if not outdir.is_dir():
+        return []
+    runs = []
+    for child in outdir.iterdir():
+        match = _RUN_PATTERN.match(child.name)
+        if match and child.is_dir():
+            runs.append((int(match.group(1)), match.group(2), child))
+    return sorted(runs)
+
+
+def new_run_dir(outdir: str | os.PathLike, name: str) -> Path:
+    """Create ``<outdir>/<next number>-<name>`` and return it."""
+    if not re.fullmatch(r"[A-Za-z0-9._-]+", name):
+        raise ValueError(f"run name {name!r}: use letters, digits, '.', '_' and '-' only")
+    outdir = Path(outdir)
+    outdir.mkdir(parents=True, exist_ok=True)
+    runs = _numbered_runs(outdir)
+    number = runs[-1][0] + 1 if runs else 0
+    while True:
+        path = outdir / f"{number:05d}-{name}"
+        try:
+            path.mkdir()
+            return path
+        except FileExistsError:
+            number += 1
+
+
+def latest_run_dir(outdir: str | os.PathLike, name: str | None = None) -> Path:
+    """The highest-numbered run under ``outdir`` that has a snapshot (optionally of run ``name``)."""
+    candidates = [
+        path
+        for _, run_name, path in _numbered_runs(Path(outdir))
+        if (name is None or run_name == name) and (path / LATEST_FILE).is_file()
+    ]
+    if not candidates:
+        which = f" named {name!r}" if name else ""
+        raise FileNotFoundError(f"resume latest: no run{which} with a snapshot under {outdir}")
+    return candidates[-1]

@@ -1,0 +1,48 @@
+"""The tri-plane decoder MLP (EG3D's OSGDecoder layout)."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from mimic3d.render import TriplaneDecoder
+
+
+def test_parameter_names_and_shapes_match_eg3d() -> None:
+    shapes = {name: tuple(p.shape) for name, p in TriplaneDecoder().named_parameters()}
+    assert shapes == {
+        "net.0.weight": (64, 32),
+        "net.0.bias": (64,),
+        "net.2.weight": (33, 64),
+        "net.2.bias": (33,),
+    }
+
+
+def test_forward_is_equalised_fc_softplus_fc_with_widened_sigmoid() -> None:
+    torch.manual_seed(0)
+    decoder = TriplaneDecoder(n_features=6, hidden_dim=5, output_dim=3, lr_multiplier=0.5)
+    with torch.no_grad():
+        for p in decoder.parameters():
+            p.normal_()
+    x = torch.randn(2, 7, 6)
+    state = dict(decoder.named_parameters())
+    hidden = F.softplus(x @ (state["net.0.weight"] * 0.5 / math.sqrt(6)).T + state["net.0.bias"] * 0.5)
+    out = hidden @ (state["net.2.weight"] * 0.5 / math.sqrt(5)).T + state["net.2.bias"] * 0.5
+    colour, sigma = decoder(x)
+    torch.testing.assert_close(sigma, out[..., :1])
+    torch.testing.assert_close(colour, torch.sigmoid(out[..., 1:]) * 1.002 - 0.001)
+    assert colour.min() >= -0.001 and colour.max() <= 1.001
+    torch.testing.assert_close(decoder.density(x), sigma)
+
+
+def test_wrong_feature_width_raises_value_error() -> None:
+    decoder = TriplaneDecoder(n_features=8)
+    with pytest.raises(ValueError, match="features"):
+        decoder(torch.zeros(3, 7))
+    with pytest.raises(ValueError, match="features"):
+        decoder.density(torch.zeros(3, 9))
+    with pytest.raises(ValueError, match="hidden_dim"):
+        TriplaneDecoder(hidden_dim=0)
