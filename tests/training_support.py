@@ -48,7 +48,12 @@ FAMILY_OVERRIDES = {
         "loss.patch_gan=0",
         "patch_discriminator=null",
     ],
-    "stage1": ["generator.sr3d=false", "loss.imitation_weight=0", "loss.patch_gan=0", "patch_discriminator=null"],
+    "stage1": [
+        "generator.sr3d=false",
+        "loss.imitation_weight=0",
+        "loss.patch_gan=0",
+        "patch_discriminator=null",
+    ],
     "stage2": [
         "schedule.blur_init_sigma=0",
         "schedule.gpc_fade_kimg=0",

@@ -3,7 +3,7 @@
 Examples::
 
     mimic3d train eg3d-ffhq512 data.path=~/datasets/FFHQ_512.zip
-    mimic3d train mimic3d-ffhq512-stage2 data.path=... run.init_from=training-runs/00000-mimic3d-ffhq512-stage1
+    mimic3d train mimic3d-ffhq512-stage2 data.path=... run.init_from=training-runs/00000-stage1
     mimic3d train --resume latest                      # newest run under --outdir
     torchrun --nproc_per_node 8 -m mimic3d.cli.main train eg3d-ffhq512 data.path=...
 """
@@ -45,7 +45,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("preset", nargs="?", help="preset name or YAML file (not needed with --resume PATH)")
     parser.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="config overrides")
-    parser.add_argument("--outdir", default="training-runs", help="parent folder of runs (default: training-runs)")
+    parser.add_argument(
+        "--outdir", default="training-runs", help="parent folder of runs (default: training-runs)"
+    )
     parser.add_argument("--name", default=None, help="run name (default: the preset name)")
     parser.add_argument(
         "--resume",
@@ -57,7 +59,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--ablation", choices=sorted(ABLATIONS), default=None, help="Mimic3D ablation setting (paper Table 2)"
     )
-    parser.add_argument("--max-steps", type=int, default=None, help="stop (with a snapshot) after this many steps")
+    parser.add_argument(
+        "--max-steps", type=int, default=None, help="stop (with a snapshot) after this many steps"
+    )
     parser.add_argument("--list-presets", action="store_true", help="list the presets and exit")
     parser.add_argument("--print-config", action="store_true", help="print the resolved config and exit")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar (log lines only)")
@@ -114,7 +118,9 @@ def run_train(args: argparse.Namespace) -> int:
         if snapshot is None:
             name = args.name or Path(preset).stem
             run_dir = broadcast_object(new_run_dir(args.outdir, name) if process.is_main else None)
-        trainer = Trainer(config, run_dir, resume=snapshot, progress_bar=not args.no_progress, process=process)
+        trainer = Trainer(
+            config, run_dir, resume=snapshot, progress_bar=not args.no_progress, process=process
+        )
         try:
             result = trainer.run(max_steps=args.max_steps)
         except TrainingDiverged as err:

@@ -88,7 +88,8 @@ class ScheduleConfig:
 
 @dataclass
 class AugmentSection:
-    """Discriminator augmentation: ``noaug``, ``ada`` (adaptive p, target 0.6) or ``fixed`` p."""
+    """Discriminator augmentation: ``noaug``, ``ada`` (p adapts towards ``target``, starting from
+    ``p``) or ``fixed`` (p stays ``p``)."""
 
     mode: str = "noaug"
     p: float = 0.0
@@ -120,6 +121,7 @@ class RunConfig:
     snapshot_kimg: float = 200.0
     keep_snapshots: int | None = 3
     init_from: str | None = None
+    init_required: bool = False  # the preset continues an earlier stage: refuse to start without init_from
     device: str = "auto"
     grid_size: int = 8  # samples in the snapshot grids (0: none)
     video_frames: int = 24  # frames of the snapshot clip (0: none)
@@ -183,6 +185,11 @@ class TrainConfig:
                 raise ValueError(f"run.{name}: expected >= 0 (0 disables it), got {getattr(run, name)}")
         for metric in run.metrics:
             get_protocol(metric)
+        if run.init_required and run.init_from is None:
+            raise ValueError(
+                "run.init_from: this config continues an earlier stage (run.init_required); give "
+                "run.init_from=PATH (the stage-1 run folder or checkpoint)"
+            )
         if run.device not in DEVICES:
             raise ValueError(f"run.device: expected one of {DEVICES}, got {run.device!r}")
         self._validate_loss(loss)
@@ -225,7 +232,9 @@ class TrainConfig:
         patch_d = self.patch_discriminator
         if loss.patch_gan > 0:
             if patch_d is None:
-                raise ValueError("patch_discriminator: loss.patch_gan > 0 needs a patch discriminator section")
+                raise ValueError(
+                    "patch_discriminator: loss.patch_gan > 0 needs a patch discriminator section"
+                )
             if patch_d.patch_resolution != size:
                 raise ValueError(
                     f"patch_discriminator.patch_resolution: {patch_d.patch_resolution} differs from "

@@ -92,7 +92,9 @@ class RealImageStream:
         if batch_size % world:
             raise ValueError(f"run.batch_size: {batch_size} is not divisible by the {world} processes")
         if dataset.num_channels != 3:
-            raise ValueError(f"{dataset.path}: training needs RGB images, got {dataset.num_channels} channels")
+            raise ValueError(
+                f"{dataset.path}: training needs RGB images, got {dataset.num_channels} channels"
+            )
         local = batch_size // world
         self.dataset, self.batch_size, self.position, self.device = dataset, batch_size, position, device
         sampler = _StepSlices(

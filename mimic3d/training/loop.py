@@ -51,6 +51,7 @@ from mimic3d.training.snapshot import (
 )
 from mimic3d.training.visuals import fixed_grid_inputs, write_snapshot_pictures
 
+TIME_LIMIT = "time limit"
 # Buffers that differ between processes after a step (updated from each process's own latents).
 SYNCED_BUFFERS = ("backbone.mapping.w_avg",)
 
@@ -61,7 +62,8 @@ class TrainingDiverged(RuntimeError):
 
 @dataclass
 class RunResult:
-    """How ``Trainer.run`` ended: ``finished`` (total_kimg), ``max_steps`` or ``interrupted``."""
+    """How ``Trainer.run`` ended: ``finished`` (total_kimg), ``max_steps``, ``time_limit`` or
+    ``interrupted`` (a signal)."""
 
     status: str
     step: int
@@ -92,9 +94,13 @@ class Trainer:
         self.process = process or setup_processes(config.run.device)
         run, device = config.run, self.process.device
         if config.data.path is None:
-            raise ValueError("data.path: no training set given; add data.path=PATH (an EG3D-format zip or folder)")
+            raise ValueError(
+                "data.path: no training set given; add data.path=PATH (an EG3D-format zip or folder)"
+            )
         if run.batch_size % self.process.world:
-            raise ValueError(f"run.batch_size: {run.batch_size} is not divisible by {self.process.world} processes")
+            raise ValueError(
+                f"run.batch_size: {run.batch_size} is not divisible by {self.process.world} processes"
+            )
         self.batch_local = run.batch_size // self.process.world
         self.batch_gpu = run.batch_gpu or self.batch_local
         if self.batch_local % self.batch_gpu:
@@ -105,7 +111,11 @@ class Trainer:
         self.chunks_total = self.chunks_local * self.process.world
 
         self.dataset = ImageDataset(
-            config.data.path, config.generator.img_resolution, config.data.mirror, config.data.max_size, run.seed
+            config.data.path,
+            config.generator.img_resolution,
+            config.data.mirror,
+            config.data.max_size,
+            run.seed,
         )
         self.labels = DatasetCameraSampler(self.dataset.labels)
         self.nets = build_networks(config, self.dataset.label_std, run.seed, device)
@@ -126,8 +136,14 @@ class Trainer:
             self.fresh_keys = init_from_checkpoint(self.nets, run.init_from)
         broadcast_modules([*self.nets.named().values(), self.augment_pipe])
         self.stream = RealImageStream(
-            self.dataset, run.batch_size, self.process.rank, self.process.world, run.seed, self.cur_nimg,
-            config.data.workers, device,
+            self.dataset,
+            run.batch_size,
+            self.process.rank,
+            self.process.world,
+            run.seed,
+            self.cur_nimg,
+            config.data.workers,
+            device,
         )
         self.stats = StatsCollector()
         self.monitor = RunMonitor(
@@ -137,7 +153,7 @@ class Trainer:
             self.dataset.labels, run.grid_size, config.generator.z_dim, run.seed
         )
         self.branches = ("2d", "3d") if config.loss.trains_3d_branch else ("2d",)
-        self._stop_signal: str | None = None
+        self._stop_reason: str | None = None
         self._resumed_from = resume
         self._start_time = time.time()
         if rng_state is not None:
@@ -149,7 +165,7 @@ class Trainer:
         aug = self.config.augment
         if aug.mode == "noaug":
             return None, None
-        pipe = AugmentPipe(aug.pipe, p=aug.p if aug.mode == "fixed" else 0.0).to(self.process.device)
+        pipe = AugmentPipe(aug.pipe, p=aug.p).to(self.process.device)
         ada = AdaptiveProbability(aug.target, aug.interval, aug.speed_kimg) if aug.mode == "ada" else None
         return pipe, ada
 
@@ -189,7 +205,9 @@ class Trainer:
             phase.module.requires_grad_(True)
             total = torch.zeros([], device=device)
             for j in range(self.chunks_local):
-                seed_chunk(self.config.run.seed, self.step, phase_index, self.process.rank * self.chunks_local + j)
+                seed_chunk(
+                    self.config.run.seed, self.step, phase_index, self.process.rank * self.chunks_local + j
+                )
                 gen_z = torch.randn([self.batch_gpu, z_dim], device=device)
                 gen_c = self.labels.sample(self.batch_gpu, device=device)
                 chunk = Chunk(real_img[j], real_c[j], gen_z, gen_c)
@@ -213,7 +231,7 @@ class Trainer:
         names = list(objectives)
         device = self.process.device
         values = torch.stack([objectives[n] for n in names]) if names else torch.zeros([0], device=device)
-        stop = torch.tensor([float(self._stop_signal is not None)], device=device)
+        stop = torch.tensor([float(self._stop_reason is not None)], device=device)
         packed = torch.cat([stop, (~torch.isfinite(values)).float(), torch.nan_to_num(values, 0.0, 0.0, 0.0)])
         packed = all_reduce_(packed).cpu().tolist()
         nonfinite, sums = packed[1 : 1 + len(names)], packed[1 + len(names) :]
@@ -225,8 +243,8 @@ class Trainer:
                 f"is the one {self.run_dir / 'latest'} names; lower the learning rates or raise "
                 "loss.r1_gamma and resume from it."
             )
-        if packed[0] > 0 and self._stop_signal is None:
-            self._stop_signal = "stop requested by another process"
+        if packed[0] > 0 and self._stop_reason is None:
+            self._stop_reason = "stop requested by another process"
         return {name: total / self.process.world for name, total in zip(names, sums)}
 
     # ------------------------------------------------------------------ snapshots
@@ -265,13 +283,24 @@ class Trainer:
                 "description": self.config.description,
             }
             folder = save_snapshot(
-                self.run_dir, name, self.nets.named(), self.training_state(), metadata, self.config.run.keep_snapshots
+                self.run_dir,
+                name,
+                self.nets.named(),
+                self.training_state(),
+                metadata,
+                self.config.run.keep_snapshots,
             )
             self.monitor.log(f"snapshot {folder}")
             if self.config.run.grid_size > 0:
                 pictures = write_snapshot_pictures(
-                    self.nets.G_ema, self.run_dir, name, self.grid_z[: self.config.run.grid_size],
-                    self.grid_c[: self.config.run.grid_size], self.branches, nrr, self.config.run.video_frames,
+                    self.nets.G_ema,
+                    self.run_dir,
+                    name,
+                    self.grid_z[: self.config.run.grid_size],
+                    self.grid_c[: self.config.run.grid_size],
+                    self.branches,
+                    nrr,
+                    self.config.run.video_frames,
                 )
                 self.monitor.write_images(pictures.grids, self.cur_nimg)
         barrier()
@@ -283,10 +312,12 @@ class Trainer:
     # ------------------------------------------------------------------ the loop
 
     def _request_stop(self, signum: int, _frame: Any) -> None:
-        if self._stop_signal is not None:
+        if self._stop_reason is not None:
             raise KeyboardInterrupt
-        self._stop_signal = signal.Signals(signum).name
-        self.monitor.log(f"{self._stop_signal}: finishing this step and saving a snapshot (again to abort now)")
+        self._stop_reason = signal.Signals(signum).name
+        self.monitor.log(
+            f"{self._stop_reason}: finishing this step and saving a snapshot (again to abort now)"
+        )
 
     def _install_signals(self) -> dict[int, Any]:
         if threading.current_thread() is not threading.main_thread():
@@ -317,10 +348,14 @@ class Trainer:
             if keys:
                 monitor.log(f"init_from: {name} keeps {len(keys)} randomly initialised tensors (new modules)")
         if self._resumed_from is not None:
-            monitor.log(f"resumed from {self._resumed_from} at step {self.step}, kimg {self.cur_nimg / 1000:.3f}")
+            monitor.log(
+                f"resumed from {self._resumed_from} at step {self.step}, kimg {self.cur_nimg / 1000:.3f}"
+            )
 
-    def run(self, max_steps: int | None = None) -> RunResult:
-        """Train until ``run.total_kimg`` (or ``max_steps`` total steps, or a stop signal)."""
+    def run(self, max_steps: int | None = None, deadline: float | None = None) -> RunResult:
+        """Train until ``run.total_kimg``, ``max_steps`` total steps, ``deadline`` (a
+        ``time.monotonic()`` value; status ``time_limit``) or a stop signal (``interrupted``),
+        whichever comes first; every ending writes a snapshot."""
         run, total_nimg = self.config.run, self.config.run.total_kimg * 1000
         self._write_config()
         self._announce()
@@ -332,13 +367,15 @@ class Trainer:
         snapshot = None
         try:
             while True:
+                if deadline is not None and time.monotonic() >= deadline and self._stop_reason is None:
+                    self._stop_reason = TIME_LIMIT
                 losses = self.train_step()
                 done = self.cur_nimg >= total_nimg
                 status = "finished" if done else None
                 if max_steps is not None and self.step >= max_steps and status is None:
                     status = "max_steps"
-                if self._stop_signal is not None and status is None:
-                    status = "interrupted"
+                if self._stop_reason is not None and status is None:
+                    status = "time_limit" if self._stop_reason == TIME_LIMIT else "interrupted"
                 if status is not None or self.cur_nimg >= tick_start_nimg + tick_nimg:
                     now = time.time()
                     sec_per_kimg = (now - tick_start_time) / max(self.cur_nimg - tick_start_nimg, 1) * 1000
@@ -372,7 +409,9 @@ class Trainer:
             "Timing/total_sec": now - self._start_time,
         }
         if self.process.device.type == "cuda":
-            scalars["Resources/peak_gpu_mem_gb"] = torch.cuda.max_memory_allocated(self.process.device) / 2**30
+            scalars["Resources/peak_gpu_mem_gb"] = (
+                torch.cuda.max_memory_allocated(self.process.device) / 2**30
+            )
             torch.cuda.reset_peak_memory_stats(self.process.device)
         self.monitor.write_tick(stats, scalars, self.cur_nimg)
         parts = [f"tick {tick:<4d} kimg {self.cur_nimg / 1000:<8.2f} sec/kimg {sec_per_kimg:<7.1f}"]

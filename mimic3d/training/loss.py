@@ -155,7 +155,9 @@ class TriplaneGANLoss:
         """The 3D branch's window at random corners: patch [N, 3, p, p], top [N], left [N]."""
         size = self.config.loss.patch_resolution
         top, left = random_windows(ws.shape[0], self.G.img_resolution, size, ws.device)
-        patch = self.G.render_patch(ws, c, top, left, size, noise_mode=self.config.loss.noise_mode, planes=planes)
+        patch = self.G.render_patch(
+            ws, c, top, left, size, noise_mode=self.config.loss.noise_mode, planes=planes
+        )
         return patch["image"], top, left
 
     def _generator_main(self, chunk: Chunk, progress: Progress) -> PhaseResult:
@@ -219,7 +221,10 @@ class TriplaneGANLoss:
 
     def _discriminator_r1(self, chunk: Chunk, progress: Progress) -> PhaseResult:
         real = self.real_pair(chunk.real_img, progress)
-        inputs = [real["image"].detach().requires_grad_(True), real["image_raw"].detach().requires_grad_(True)]
+        inputs = [
+            real["image"].detach().requires_grad_(True),
+            real["image_raw"].detach().requires_grad_(True),
+        ]
         logits = self.run_D({"image": inputs[0], "image_raw": inputs[1]}, chunk.real_c, progress.blur_sigma)
         if self.ada is not None:
             self.ada.observe(logits)
@@ -251,9 +256,10 @@ class TriplaneGANLoss:
 
     def _patch_r1(self, chunk: Chunk, progress: Progress) -> PhaseResult:
         size = self.config.loss.patch_resolution
-        top, left = random_windows(chunk.real_img.shape[0], chunk.real_img.shape[-1], size, chunk.real_img.device)
+        top, left = random_windows(
+            chunk.real_img.shape[0], chunk.real_img.shape[-1], size, chunk.real_img.device
+        )
         real = crop_windows(chunk.real_img, top, left, size).detach().requires_grad_(True)
         logits = self.run_D_patch(real, progress.blur_sigma)
         penalty = r1_loss(logits, [real], self.config.loss.patch_r1_gamma)
         return PhaseResult(penalty.mean(), {"Loss/scores/patch_real": logits, "Loss/D_patch/reg": penalty})
-

@@ -37,7 +37,9 @@ class StatsCollector:
 
     def add(self, name: str, values: Tensor) -> None:
         values = values.detach().flatten().to(torch.float64)
-        pair = torch.stack([values.sum(), torch.tensor(float(values.numel()), dtype=torch.float64, device=values.device)])
+        pair = torch.stack(
+            [values.sum(), torch.tensor(float(values.numel()), dtype=torch.float64, device=values.device)]
+        )
         self._sums[name] = self._sums[name] + pair if name in self._sums else pair
 
     def reduce(self) -> dict[str, dict[str, float]]:
@@ -56,7 +58,9 @@ class StatsCollector:
 class RunMonitor:
     """Log, statistics files, TensorBoard and progress bar of one process (silent off the main one)."""
 
-    def __init__(self, run_dir: Path, is_main: bool, total_kimg: float, start_kimg: float, progress_bar: bool) -> None:
+    def __init__(
+        self, run_dir: Path, is_main: bool, total_kimg: float, start_kimg: float, progress_bar: bool
+    ) -> None:
         self.run_dir, self.is_main = Path(run_dir), is_main
         self.logger = logging.getLogger(f"{LOGGER_NAME}.{id(self)}")
         self.logger.propagate = False
@@ -75,7 +79,10 @@ class RunMonitor:
         self._writer = SummaryWriter(str(self.run_dir))
         if progress_bar:
             self._bar = tqdm(
-                total=round(total_kimg, 3), initial=round(start_kimg, 3), unit="kimg", dynamic_ncols=True,
+                total=round(total_kimg, 3),
+                initial=round(start_kimg, 3),
+                unit="kimg",
+                dynamic_ncols=True,
                 bar_format="{l_bar}{bar}| {n:.2f}/{total:.2f} kimg [{elapsed}<{remaining}{postfix}]",
                 file=sys.stderr,
             )
@@ -100,7 +107,9 @@ class RunMonitor:
         self._bar.set_postfix(postfix, refresh=False)
         self._bar.refresh()
 
-    def write_tick(self, stats: Mapping[str, Mapping[str, float]], scalars: Mapping[str, float], nimg: int) -> None:
+    def write_tick(
+        self, stats: Mapping[str, Mapping[str, float]], scalars: Mapping[str, float], nimg: int
+    ) -> None:
         """Append one ``stats.jsonl`` record and the matching TensorBoard scalars."""
         if not self.is_main:
             return

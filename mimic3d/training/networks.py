@@ -57,7 +57,9 @@ def build_networks(config: TrainConfig, label_std: torch.Tensor, seed: int, devi
         if module is not None:
             module.train().requires_grad_(False)
     G_ema.requires_grad_(False)
-    nets = Networks(G.to(device), G_ema.to(device), D.to(device), None if D_patch is None else D_patch.to(device))
+    nets = Networks(
+        G.to(device), G_ema.to(device), D.to(device), None if D_patch is None else D_patch.to(device)
+    )
     return nets
 
 
@@ -82,7 +84,9 @@ def copy_matching(target: nn.Module, source: nn.Module, where: str) -> list[str]
             problems.append(f"keys this run's network lacks: {_listing(unexpected)}")
         if misshaped:
             problems.append(f"different shapes: {_listing(misshaped)}")
-        raise ValueError(f"run.init_from {where}: does not fit this run's architecture; " + "; ".join(problems))
+        raise ValueError(
+            f"run.init_from {where}: does not fit this run's architecture; " + "; ".join(problems)
+        )
     with torch.no_grad():
         for key, value in source_state.items():
             target_state[key].copy_(value)

@@ -48,9 +48,7 @@ def _network_phases(
     return phases
 
 
-def build_phases(
-    config: TrainConfig, G: nn.Module, D: nn.Module, D_patch: nn.Module | None
-) -> list[Phase]:
+def build_phases(config: TrainConfig, G: nn.Module, D: nn.Module, D_patch: nn.Module | None) -> list[Phase]:
     """EG3D's phase list: Gmain, Greg, Dmain, Dreg, then Mimic3D's Dpatch_main, Dpatch_reg.
 
     A regulariser with weight 0 has no phase and no lazy scaling.

@@ -135,7 +135,9 @@ def check_key(key: str, root: type = TrainConfig) -> None:
         if depth < len(parts) - 1:
             cls = _dataclass_in(fields[part])
             if cls is None:
-                raise ValueError(f"unknown config key {key!r}: {'.'.join(parts[: depth + 1])} is not a section")
+                raise ValueError(
+                    f"unknown config key {key!r}: {'.'.join(parts[: depth + 1])} is not a section"
+                )
 
 
 def apply_override(data: dict[str, Any], key: str, value: Any) -> None:

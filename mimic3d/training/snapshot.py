@@ -82,7 +82,10 @@ def optimizer_from_record(
             state.setdefault(int(index), {})[entry] = value
     for index, entries in record["scalars"].items():
         state.setdefault(int(index), {}).update(entries)
-    groups = [dict(group, betas=tuple(group["betas"])) if "betas" in group else group for group in record["param_groups"]]
+    groups = [
+        dict(group, betas=tuple(group["betas"])) if "betas" in group else group
+        for group in record["param_groups"]
+    ]
     optimizer.load_state_dict({"state": state, "param_groups": groups})
 
 
@@ -216,11 +219,15 @@ def resolve_snapshot(path: str | os.PathLike) -> tuple[Path, Path]:
     )
 
 
-def load_snapshot(folder: str | os.PathLike, device: torch.device | str = "cpu") -> tuple[dict[str, nn.Module], dict[str, Any], TrainingState]:
+def load_snapshot(
+    folder: str | os.PathLike, device: torch.device | str = "cpu"
+) -> tuple[dict[str, nn.Module], dict[str, Any], TrainingState]:
     """Networks (name -> module), checkpoint metadata and training state of a snapshot folder."""
     folder = Path(folder)
     if not is_complete(folder):
-        raise ValueError(f"{folder}: incomplete snapshot (needs {CHECKPOINT_FILE}, {STATE_TENSORS}, {STATE_JSON})")
+        raise ValueError(
+            f"{folder}: incomplete snapshot (needs {CHECKPOINT_FILE}, {STATE_TENSORS}, {STATE_JSON})"
+        )
     networks, metadata = load_checkpoint(folder, device)
     try:
         tensors = load_file(str(folder / STATE_TENSORS))

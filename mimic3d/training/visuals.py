@@ -54,7 +54,11 @@ def branch_rows(
             planes = G.planes(ws, noise_mode="const", residual=None if "3d" in branches else False)
             if "2d" in branches:
                 out = G.synthesis(
-                    ws, ci, "2d", noise_mode="const", planes=planes,
+                    ws,
+                    ci,
+                    "2d",
+                    noise_mode="const",
+                    planes=planes,
                     neural_rendering_resolution=neural_rendering_resolution,
                 )
                 rows.setdefault("2d", []).append(out["image"])
