@@ -13,7 +13,7 @@ from pathlib import Path
 
 from benchmarks.common import machine_description, matmul_gflops
 
-SUITES = ["render"]
+SUITES = ["render", "generator"]
 RESULTS_FILE = Path(__file__).resolve().parent.parent / "BENCHMARKS.md"
 
 
@@ -27,7 +27,9 @@ def format_table(rows: list[dict]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--only", default=",".join(SUITES), help=f"comma-separated suites from {SUITES}")
     parser.add_argument("--no-write", action="store_true", help="print the table without appending it")
     args = parser.parse_args(argv)
