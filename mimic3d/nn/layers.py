@@ -38,6 +38,21 @@ ACTIVATIONS: dict[str, Activation] = {
 }
 
 
+def activation_spec(name: str) -> Activation:
+    """The ``ACTIVATIONS`` entry called ``name``; ValueError naming the choices if there is none."""
+    if name not in ACTIVATIONS:
+        raise ValueError(f"unknown activation {name!r}; expected one of {sorted(ACTIVATIONS)}")
+    return ACTIVATIONS[name]
+
+
+def random_conv_weight(out_channels: int, in_channels: int, kernel_size: int, channels_last: bool) -> Tensor:
+    """Unit-normal conv weight [out_channels, in_channels, k, k] (equalised LR scales it at run time),
+    stored channels-last when asked, as the official fp16 layers do."""
+    memory_format = torch.channels_last if channels_last else torch.contiguous_format
+    weight = torch.randn([out_channels, in_channels, kernel_size, kernel_size])
+    return weight.to(memory_format=memory_format)
+
+
 def bias_act(
     x: Tensor,
     b: Tensor | None = None,
@@ -51,11 +66,9 @@ def bias_act(
 
     Matches EG3D's ``bias_act`` reference path (default gain sqrt(2) for relu/lrelu).
     """
-    if act not in ACTIVATIONS:
-        raise ValueError(f"unknown activation {act!r}; expected one of {sorted(ACTIVATIONS)}")
+    spec = activation_spec(act)
     if clamp is not None and clamp < 0:
         raise ValueError(f"bias_act: clamp must be None or >= 0, got {clamp}")
-    spec = ACTIVATIONS[act]
     alpha = float(alpha if alpha is not None else spec.default_alpha)
     gain = float(gain if gain is not None else spec.default_gain)
     if b is not None:
@@ -138,8 +151,7 @@ class Conv2dLayer(nn.Module):
         trainable: bool = True,
     ) -> None:
         super().__init__()
-        if activation not in ACTIVATIONS:
-            raise ValueError(f"unknown activation {activation!r}; expected one of {sorted(ACTIVATIONS)}")
+        self.act_gain = activation_spec(activation).default_gain
         self.in_channels = in_channels
         self.out_channels = out_channels
         self.activation = activation
@@ -149,12 +161,8 @@ class Conv2dLayer(nn.Module):
         self.register_buffer("resample_filter", setup_filter(resample_filter))
         self.padding = kernel_size // 2
         self.weight_gain = 1 / math.sqrt(in_channels * kernel_size**2)
-        self.act_gain = ACTIVATIONS[activation].default_gain
 
-        memory_format = torch.channels_last if channels_last else torch.contiguous_format
-        weight = torch.randn([out_channels, in_channels, kernel_size, kernel_size]).to(
-            memory_format=memory_format
-        )
+        weight = random_conv_weight(out_channels, in_channels, kernel_size, channels_last)
         bias_value = torch.zeros([out_channels]) if bias else None
         if trainable:
             self.weight = nn.Parameter(weight)

@@ -17,7 +17,7 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor, nn
 
-from mimic3d.nn.layers import ACTIVATIONS, FullyConnectedLayer, bias_act
+from mimic3d.nn.layers import FullyConnectedLayer, activation_spec, bias_act, random_conv_weight
 from mimic3d.nn.resample import conv2d_resample, setup_filter
 
 NOISE_MODES = ("random", "const", "none")
@@ -126,8 +126,7 @@ class SynthesisLayer(nn.Module):
         channels_last: bool = False,
     ) -> None:
         super().__init__()
-        if activation not in ACTIVATIONS:
-            raise ValueError(f"unknown activation {activation!r}; expected one of {sorted(ACTIVATIONS)}")
+        self.act_gain = activation_spec(activation).default_gain
         self.in_channels = in_channels
         self.out_channels = out_channels
         self.w_dim = w_dim
@@ -138,13 +137,9 @@ class SynthesisLayer(nn.Module):
         self.conv_clamp = conv_clamp
         self.register_buffer("resample_filter", setup_filter(resample_filter))
         self.padding = kernel_size // 2
-        self.act_gain = ACTIVATIONS[activation].default_gain
 
         self.affine = FullyConnectedLayer(w_dim, in_channels, bias_init=1)
-        memory_format = torch.channels_last if channels_last else torch.contiguous_format
-        self.weight = nn.Parameter(
-            torch.randn([out_channels, in_channels, kernel_size, kernel_size]).to(memory_format=memory_format)
-        )
+        self.weight = nn.Parameter(random_conv_weight(out_channels, in_channels, kernel_size, channels_last))
         if use_noise:
             self.register_buffer("noise_const", torch.randn([resolution, resolution]))
             self.noise_strength = nn.Parameter(torch.zeros([]))
@@ -217,10 +212,7 @@ class ToRGBLayer(nn.Module):
         self.w_dim = w_dim
         self.conv_clamp = conv_clamp
         self.affine = FullyConnectedLayer(w_dim, in_channels, bias_init=1)
-        memory_format = torch.channels_last if channels_last else torch.contiguous_format
-        self.weight = nn.Parameter(
-            torch.randn([out_channels, in_channels, kernel_size, kernel_size]).to(memory_format=memory_format)
-        )
+        self.weight = nn.Parameter(random_conv_weight(out_channels, in_channels, kernel_size, channels_last))
         self.bias = nn.Parameter(torch.zeros([out_channels]))
         self.weight_gain = 1 / math.sqrt(in_channels * kernel_size**2)
 

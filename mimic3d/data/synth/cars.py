@@ -158,7 +158,7 @@ class Cars(ObjectKind):
         # Box around the largest car ``sample`` can draw (half width 0.21, length 0.46, roof 0.24).
         return rounded_box(x, y, z, 0.0, 0.025, 0.0, 0.24, 0.24, 0.48, 0.0)
 
-    def _parts(self, x: Tensor, y: Tensor, z: Tensor, g: Named) -> tuple[Tensor, ...]:
+    def part_distances(self, x: Tensor, y: Tensor, z: Tensor, g: Named) -> tuple[Tensor, ...]:
         ax = x.abs()
         body = rounded_box(x, y, z, *g["body"])
         wheel_x, wheel_y, front_z, rear_z, radius, half_width, rounding = g["wheels"]
@@ -184,11 +184,8 @@ class Cars(ObjectKind):
         return body, cabin, wheels, spoiler
 
     def distance(self, x: Tensor, y: Tensor, z: Tensor, g: Named) -> Tensor:
-        body, cabin, wheels, spoiler = self._parts(x, y, z, g)
+        body, cabin, wheels, spoiler = self.part_distances(x, y, z, g)
         return torch.minimum(torch.minimum(smooth_union(body, cabin, g["blend"]), wheels), spoiler)
-
-    def part_distances(self, x: Tensor, y: Tensor, z: Tensor, g: Named) -> list[Tensor]:
-        return list(self._parts(x, y, z, g))
 
     def surface_colour(
         self,
@@ -201,8 +198,7 @@ class Cars(ObjectKind):
         a: Named,
     ) -> tuple[Tensor, Tensor]:
         nx, ny, nz = normal
-        ox, oy, oz = a["offset"]
-        px, py, pz = x + ox, y + oy, z + oz
+        px, py, pz = self.texture_points(x, y, z, a)
         ax = x.abs()
         _, body_y, _, half_width, body_half_h, half_length, _ = g["body"]
         body_top, body_bottom = body_y + body_half_h, body_y - body_half_h

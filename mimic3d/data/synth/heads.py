@@ -209,7 +209,7 @@ class Heads(ObjectKind):
         body = rounded_box(x, y, z, 0.0, -0.335, -0.035, 0.395, 0.25, 0.21, 0.0)
         return torch.minimum(head, body)
 
-    def _parts(self, x: Tensor, y: Tensor, z: Tensor, g: Named) -> tuple[Tensor, ...]:
+    def part_distances(self, x: Tensor, y: Tensor, z: Tensor, g: Named) -> tuple[Tensor, ...]:
         ax = x.abs()
         k_face, k_feature = g["blend"]
         skin = smooth_union(ellipsoid(x, y, z, *g["head"]), ellipsoid(x, y, z, *g["jaw"]), k_face)
@@ -236,12 +236,9 @@ class Heads(ObjectKind):
         return skin, eye, lips, hair, shirt
 
     def distance(self, x: Tensor, y: Tensor, z: Tensor, g: Named) -> Tensor:
-        skin, eye, lips, hair, shirt = self._parts(x, y, z, g)
+        skin, eye, lips, hair, shirt = self.part_distances(x, y, z, g)
         face = smooth_union(skin, lips, g["blend"][1] * 0.5)
         return torch.minimum(torch.minimum(face, eye), torch.minimum(hair, shirt))
-
-    def part_distances(self, x: Tensor, y: Tensor, z: Tensor, g: Named) -> list[Tensor]:
-        return list(self._parts(x, y, z, g))
 
     def surface_colour(
         self,
@@ -253,8 +250,7 @@ class Heads(ObjectKind):
         g: Named,
         a: Named,
     ) -> tuple[Tensor, Tensor]:
-        ox, oy, oz = a["offset"]
-        px, py, pz = x + ox, y + oy, z + oz
+        px, py, pz = self.texture_points(x, y, z, a)
         ax = x.abs()
         colour = torch.zeros(3, x.shape[0])
         specular = torch.zeros_like(x)

@@ -65,9 +65,16 @@ class ObjectKind:
         """Signed distance [M] of points [M] to each point's object (geometry parameters ``g``)."""
         raise NotImplementedError
 
-    def part_distances(self, x: Tensor, y: Tensor, z: Tensor, g: Named) -> list[Tensor]:
+    def part_distances(self, x: Tensor, y: Tensor, z: Tensor, g: Named) -> tuple[Tensor, ...]:
         """One [M] distance per material part; the smallest names the part a surface point is on."""
         raise NotImplementedError
+
+    @staticmethod
+    def texture_points(x: Tensor, y: Tensor, z: Tensor, a: Named) -> tuple[Tensor, Tensor, Tensor]:
+        """Points [M] shifted by each object's random ``offset`` so that noise textures differ
+        between objects of the same kind."""
+        ox, oy, oz = a["offset"]
+        return x + ox, y + oy, z + oz
 
     def surface_colour(
         self,
