@@ -25,8 +25,8 @@ from tqdm import tqdm
 from mimic3d.training.distributed import all_reduce_
 
 LOGGER_NAME = "mimic3d.training"
-# Shown in the progress bar, when present.
-BAR_KEYS = {"G": "Loss/G/total", "D": "Loss/D/loss", "imit": "Loss/G/imitation", "Dp": "Loss/D_patch/loss"}
+# Phase objectives shown in the progress bar, when the phase ran this step.
+BAR_KEYS = {"G": "Gmain", "D": "Dmain", "Dpatch": "Dpatch_main"}
 
 
 class StatsCollector:
@@ -98,7 +98,7 @@ class RunMonitor:
         self.logger.info(message)
 
     def advance(self, cur_kimg: float, sec_per_kimg: float | None, losses: Mapping[str, float]) -> None:
-        """Move the progress bar to ``cur_kimg`` and show speed and the latest losses."""
+        """Move the progress bar to ``cur_kimg`` and show speed and this step's phase objectives."""
         if self._bar is None:
             return
         self._bar.n = round(cur_kimg, 3)
