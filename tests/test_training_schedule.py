@@ -8,10 +8,12 @@ import pytest
 import torch
 from torch import nn
 
-from mimic3d.training.loss import crop_windows, random_windows
+from mimic3d.losses import blur_images
+from mimic3d.models.discriminator import resize_raw_image
+from mimic3d.training.loss import Chunk, TriplaneGANLoss, crop_windows, random_windows
 from mimic3d.training.optimization import GRAD_CLAMP, Phase, build_phases, optimizer_step, update_ema
 from mimic3d.training.presets import load_config
-from mimic3d.training.schedule import progress_at
+from mimic3d.training.schedule import Progress, progress_at
 
 
 def test_eg3d_schedules_at_known_steps():
@@ -126,3 +128,63 @@ def test_patch_windows_match_slicing_and_stay_inside():
     torch.manual_seed(1)
     top, left = random_windows(500, 10, 4, torch.device("cpu"))
     assert int(top.min()) == 0 and int(top.max()) == 6 and int(left.min()) == 0 and int(left.max()) == 6
+
+
+class _RecordingG:
+    """Stands in for the generator: records what the loss passes to mapping and synthesis."""
+
+    config = None
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, object]] = []
+
+    def mapping(self, z, c, update_emas=False):
+        self.calls.append(("mapping", c))
+        return torch.zeros(z.shape[0], 3, 4)
+
+    def synthesis(self, ws, c, branch, noise_mode, neural_rendering_resolution, planes=None):
+        self.calls.append(("synthesis", neural_rendering_resolution))
+        n = ws.shape[0]
+        return {"image": torch.zeros(n, 3, 32, 32), "image_raw": torch.zeros(n, 3, 16, 16)}
+
+
+def _loss_with_recorders():
+    config, _ = load_config("eg3d-ffhq512")
+    seen = []
+
+    def D(images, c):
+        seen.append({k: v.detach().clone() for k, v in images.items()})
+        return torch.zeros(images["image"].shape[0], 1)
+
+    G = _RecordingG()
+    return TriplaneGANLoss(config, G, D), G, seen
+
+
+def test_blur_reaches_the_d_inputs_as_in_eg3d():
+    loss, _, seen = _loss_with_recorders()
+    torch.manual_seed(0)
+    image, raw = torch.randn(2, 3, 32, 32), torch.randn(2, 3, 16, 16)
+    loss.run_D({"image": image, "image_raw": raw}, torch.zeros(2, 25), sigma=2.0)
+    assert torch.allclose(seen[0]["image"], blur_images(image, 2.0))
+    assert torch.equal(seen[0]["image_raw"], raw)  # fakes' raw render is not blurred (official)
+    progress = Progress(0, blur_sigma=2.0, swap_prob=1.0, neural_rendering_resolution=16, ema_beta=0.0)
+    real = loss.real_pair(image, progress)
+    assert torch.allclose(real["image_raw"], blur_images(resize_raw_image(image, 16), 2.0))
+    assert not torch.allclose(seen[0]["image"], image)
+
+
+def test_pose_swap_and_rendering_resolution_reach_the_generator():
+    loss, G, _ = _loss_with_recorders()
+    c = torch.arange(3 * 25, dtype=torch.float32).reshape(3, 25)
+    chunk = Chunk(torch.zeros(3, 3, 32, 32), c, torch.zeros(3, 8), c)
+    always = Progress(0, blur_sigma=0.0, swap_prob=1.0, neural_rendering_resolution=24, ema_beta=0.0)
+    loss._mapping(chunk, always)
+    assert torch.equal(G.calls[-1][1], torch.roll(c, 1, dims=0))
+    never = Progress(0, blur_sigma=0.0, swap_prob=0.0, neural_rendering_resolution=24, ema_beta=0.0)
+    loss._mapping(chunk, never)
+    assert torch.equal(G.calls[-1][1], c)
+    disabled = Progress(0, blur_sigma=0.0, swap_prob=None, neural_rendering_resolution=24, ema_beta=0.0)
+    loss._mapping(chunk, disabled)
+    assert torch.equal(G.calls[-1][1], torch.zeros_like(c))
+    loss._render_2d(torch.zeros(3, 3, 4), c, always)
+    assert G.calls[-1] == ("synthesis", 24)

@@ -44,10 +44,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--weights-dir", default=None, help="folder with the LPIPS weight files (optional)")
     parser.add_argument(
-        "--video-frames", type=int, default=48, help="frames of the report video (default: 48)"
+        "--video-frames", type=int, default=36, help="frames of the report video (default: 36)"
     )
     parser.add_argument(
-        "--metric-images", type=int, default=512, help="images per SWD estimate (default: 512)"
+        "--metric-images", type=int, default=256, help="images per SWD estimate (default: 256)"
     )
     parser.add_argument("--seed", type=int, default=0, help="random seed of data and training")
     parser.set_defaults(func=run_demo)

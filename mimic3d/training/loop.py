@@ -362,6 +362,7 @@ class Trainer:
         tick_nimg, snap_nimg = run.tick_kimg * 1000, run.snapshot_kimg * 1000
         next_snapshot = (math.floor(self.cur_nimg / snap_nimg) + 1) * snap_nimg
         tick_start_nimg, tick_start_time, tick = self.cur_nimg, time.time(), 0
+        maintenance = 0.0  # seconds of snapshots within the current tick, not counted as training
         sec_per_kimg: float | None = None
         previous = self._install_signals()
         snapshot = None
@@ -378,14 +379,16 @@ class Trainer:
                     status = "time_limit" if self._stop_reason == TIME_LIMIT else "interrupted"
                 if status is not None or self.cur_nimg >= tick_start_nimg + tick_nimg:
                     now = time.time()
-                    sec_per_kimg = (now - tick_start_time) / max(self.cur_nimg - tick_start_nimg, 1) * 1000
+                    seconds = now - tick_start_time - maintenance
+                    sec_per_kimg = seconds / max(self.cur_nimg - tick_start_nimg, 1) * 1000
                     self._tick(tick, sec_per_kimg, now)
-                    tick, tick_start_nimg, tick_start_time = tick + 1, self.cur_nimg, now
+                    tick, tick_start_nimg, tick_start_time, maintenance = tick + 1, self.cur_nimg, now, 0.0
                 self.monitor.advance(self.cur_nimg / 1000, sec_per_kimg, losses)
                 if status is not None or self.cur_nimg >= next_snapshot:
+                    saving = time.time()
                     snapshot = self.save()
                     next_snapshot = (math.floor(self.cur_nimg / snap_nimg) + 1) * snap_nimg
-                    tick_start_time = time.time()
+                    maintenance += time.time() - saving
                 if status is not None:
                     self.monitor.log(f"{status} at step {self.step}, kimg {self.cur_nimg / 1000:.3f}")
                     return RunResult(status, self.step, self.cur_nimg, snapshot)

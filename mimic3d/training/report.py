@@ -114,8 +114,8 @@ def write_report(
     G: TriplaneGenerator,
     dataset: ImageDataset,
     folder: str | Path,
-    video_frames: int = 48,
-    metric_images: int = 512,
+    video_frames: int = 36,
+    metric_images: int = 256,
 ) -> Report:
     """Samples, video, mesh and metrics of ``G`` (eval mode, its device) into ``folder``."""
     report = Report(Path(folder))
