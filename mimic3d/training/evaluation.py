@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 import torch
 from torch import Tensor
 
-from mimic3d.metrics import compute_metric, report_metric
+from mimic3d.metrics import FeatureExtractor, compute_metric, get_protocol, load_inception, report_metric
 from mimic3d.tools.rendering import render_settings
 
 if TYPE_CHECKING:
@@ -28,6 +28,14 @@ def branch_generator(G, branch: str):
     return generate
 
 
+def load_feature_extractor(metrics: list[str], device: torch.device) -> FeatureExtractor | None:
+    """The Inception detector when a configured metric needs it (FID/KID), loaded once at start so
+    that a missing file stops the run before training rather than at the first snapshot."""
+    if all(get_protocol(name).kind == "swd" for name in metrics):
+        return None
+    return load_inception(device=device)
+
+
 def evaluate_metrics(trainer: Trainer, branches: tuple[str, ...]) -> dict[str, float]:
     """{"<metric>/<branch>/<result>": value} for every configured metric and branch."""
     config = trainer.config
@@ -39,6 +47,7 @@ def evaluate_metrics(trainer: Trainer, branches: tuple[str, ...]) -> dict[str, f
                 branch_generator(trainer.nets.G_ema, branch),
                 trainer.labels,
                 trainer.dataset,
+                trainer.feature_extractor,
                 z_dim=config.generator.z_dim,
                 seed=config.run.seed,
                 device=trainer.process.device,

@@ -33,7 +33,7 @@ from mimic3d.training.distributed import (
     broadcast_modules,
     setup_processes,
 )
-from mimic3d.training.evaluation import evaluate_metrics
+from mimic3d.training.evaluation import evaluate_metrics, load_feature_extractor
 from mimic3d.training.loss import Chunk, TriplaneGANLoss
 from mimic3d.training.monitor import RunMonitor, StatsCollector
 from mimic3d.training.networks import build_networks, init_from_checkpoint
@@ -120,6 +120,7 @@ class Trainer:
         self.labels = DatasetCameraSampler(self.dataset.labels)
         self.nets = build_networks(config, self.dataset.label_std, run.seed, device)
         self.augment_pipe, self.ada = self._build_augment()
+        self.feature_extractor = load_feature_extractor(run.metrics, device)
         self.lpips = None
         if config.loss.imitation_weight > 0:
             self.lpips = build_lpips(config.loss.lpips, config.loss.lpips_weights_dir).to(device)
