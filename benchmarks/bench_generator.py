@@ -1,95 +1,173 @@
-"""Tri-plane generator speed and memory (``python -m benchmarks.run --only generator``).
+"""Tri-plane generator forward speed and memory (``python -m benchmarks.run --only generator``).
 
-Mimic3D stage-2 FFHQ-512 architecture (3D-aware stream at 4..256, S^3D, 2D super-resolution to 512),
-random weights, batch 2, no grad, noise "const", deterministic sampling. Reference numbers: the
-official Mimic3D code on this machine took 17.3 s for the 2D branch (render 128 + SR to 512) and
-28.6 s for the 3D branch rendered at 128 x 128 (issue 3). The FLOP floor is the multiply-adds our
-forward actually runs (convolutions and matrix products, counted by torch's FlopCounterMode)
-divided by the measured matmul rate.
+Images/s and peak memory per preset, branch and volume-render resolution: mimic3d-ffhq512's 2D branch
+(render 128 + super-resolution to 512), its 3D branch rendered at 128, 256 and 512 (P^c + P^r, chunked
+rays) and eg3d-ffhq512 (render 128 + SR to 512); random weights, no grad, noise "const", no
+sampling jitter. Peak memory is the forward's own, above what was resident with the model loaded.
+
+On CPU the 2D branch and the 3D branch at 128 (batch 2) are compared with the official Mimic3D code
+on this machine: 17.3 s and 28.6 s (issue 3). The FLOP floor is the multiply-adds our forward runs
+(convolutions and matrix products, counted by torch's FlopCounterMode) at the run's measured matmul
+rate. ``--quick`` runs the tiny presets instead.
 """
 
 from __future__ import annotations
 
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from benchmarks.common import current_rss_mb, matmul_gflops, peak_rss_mb, timeit
+from benchmarks.common import BenchSettings, matmul_gflops, measure_peak_memory, timeit
 from mimic3d.camera import intrinsics_matrix, make_label, orbit_cam2world
 from mimic3d.models import TriplaneGenerator, generator_preset
 
-BATCH = 2
-OFFICIAL_SECONDS = {"2d": 17.3, "3d": 28.6}
+OFFICIAL_SECONDS = {"2d": 17.3, "3d": 28.6}  # official Mimic3D, batch 2, render 128, this CPU
+OFFICIAL_BATCH, OFFICIAL_RENDER = 2, 128
 TARGET_SPEEDUP = {"2d": 1.6, "3d": 4.0}
+RENDER_2D = 128  # the 2D branch's volume-render resolution of the released 512 models
 
 
-def _inputs(batch: int) -> tuple[torch.Tensor, torch.Tensor]:
+@dataclass(frozen=True)
+class ForwardCase:
+    """One timed forward: ``preset`` at ``batch`` through ``branch``, volume-rendered at ``resolution``."""
+
+    preset: str
+    branch: str
+    resolution: int
+    batch: int
+    repeat: int
+    warmup: int
+    compare_official: bool = False
+    count_flops: bool = False
+
+    def __post_init__(self) -> None:
+        if self.compare_official and (self.batch, self.resolution) != (OFFICIAL_BATCH, OFFICIAL_RENDER):
+            raise ValueError(
+                f"ForwardCase: the official timings are for batch {OFFICIAL_BATCH} rendered at "
+                f"{OFFICIAL_RENDER}, got batch {self.batch} at {self.resolution}"
+            )
+
+
+def forward_cases(settings: BenchSettings) -> list[ForwardCase]:
+    """The plan of this device and mode (CPU: a few slow calls; CUDA: larger batches, more repeats)."""
+    if settings.quick:
+        return [
+            ForwardCase("tiny-mimic3d", "3d", 32, 2, 1, 1),
+            ForwardCase("tiny-mimic3d", "3d", 16, 2, 1, 1),
+            ForwardCase("tiny-mimic3d", "2d", 16, 2, 1, 1, count_flops=True),
+            ForwardCase("tiny-eg3d", "2d", 16, 2, 1, 1),
+        ]
+    if settings.device.type == "cuda":
+        return [
+            ForwardCase("mimic3d-ffhq512", "3d", 512, 4, 3, 1),
+            ForwardCase("mimic3d-ffhq512", "3d", 256, 8, 5, 2),
+            ForwardCase("mimic3d-ffhq512", "3d", 128, 8, 5, 2, count_flops=True),
+            ForwardCase("mimic3d-ffhq512", "2d", RENDER_2D, 8, 5, 2, count_flops=True),
+            ForwardCase("eg3d-ffhq512", "2d", RENDER_2D, 8, 5, 2, count_flops=True),
+        ]
+    # CPU: the 512 render takes about a minute per image, so it runs once, and first, so that
+    # its peak is measured before anything else has grown the heap.
+    return [
+        ForwardCase("mimic3d-ffhq512", "3d", 512, 1, 1, 0),
+        ForwardCase("mimic3d-ffhq512", "3d", 256, 1, 1, 0),
+        ForwardCase("mimic3d-ffhq512", "3d", 128, 2, 2, 1, compare_official=True, count_flops=True),
+        ForwardCase("mimic3d-ffhq512", "2d", RENDER_2D, 2, 2, 1, compare_official=True, count_flops=True),
+        ForwardCase("eg3d-ffhq512", "2d", RENDER_2D, 2, 1, 1),
+    ]
+
+
+def generator_inputs(
+    batch: int, z_dim: int, device: torch.device | str = "cpu"
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Fixed latents z [batch, z_dim] and near-frontal FFHQ cameras c [batch, 25]."""
     gen = torch.Generator().manual_seed(0)
     cam2world = orbit_cam2world(
         torch.linspace(1.3, 1.8, batch), torch.full((batch,), 1.5), 2.7, (0.0, 0.0, 0.2)
     )
     c = make_label(cam2world, intrinsics_matrix(4.2647).expand(batch, 3, 3))
-    return torch.randn(batch, 512, generator=gen), c
+    return torch.randn(batch, z_dim, generator=gen).to(device), c.to(device)
 
 
-def _gflop(fn) -> float:
+def build_generator(preset: str, device: torch.device | str = "cpu") -> TriplaneGenerator:
+    """A randomly initialised generator of ``preset`` (seed 0) in eval mode on ``device``."""
+    torch.manual_seed(0)
+    return TriplaneGenerator(generator_preset(preset)).eval().to(device)
+
+
+def forward_call(G: TriplaneGenerator, case: ForwardCase, device: torch.device | str) -> Callable[[], object]:
+    """A closure running one deterministic no-grad forward of ``case``."""
+    z, c = generator_inputs(case.batch, G.z_dim, device)
+
+    def call() -> object:
+        with torch.inference_mode():
+            return G(z, c, branch=case.branch, neural_rendering_resolution=case.resolution, perturb=False)
+
+    return call
+
+
+def _describe(case: ForwardCase, img_resolution: int) -> str:
+    if case.branch == "2d":
+        return f"{case.preset} 2d branch, render {case.resolution} + SR to {img_resolution}"
+    return f"{case.preset} 3d branch at {case.resolution} x {case.resolution}"
+
+
+def _gflop(fn: Callable[[], object]) -> float:
     with FlopCounterMode(display=False) as counter:
         fn()
     return counter.get_total_flops() / 1e9
 
 
-def run() -> list[dict]:
-    torch.manual_seed(0)
-    G = TriplaneGenerator(generator_preset("mimic3d-ffhq512")).eval()
-    z, c = _inputs(BATCH)
-    rate = matmul_gflops()
-    calls = {
-        "2d": lambda: G(z, c, branch="2d", neural_rendering_resolution=128, perturb=False),
-        "3d": lambda: G(z, c, branch="3d", neural_rendering_resolution=128, perturb=False),
-    }
-    rows = []
-    with torch.inference_mode():
-        # First, so that the process peak is this render's: 512 x 512 rays of P^c + P^r, batch 1.
-        baseline = current_rss_mb()
-        seconds = timeit(lambda: G(z[:1], c[:1], branch="3d", perturb=False), repeat=1, warmup=0)
+def _case_rows(G: TriplaneGenerator, case: ForwardCase, settings: BenchSettings, rate: float) -> list[dict]:
+    device = settings.device
+    call = forward_call(G, case, device)
+    with measure_peak_memory(device) as memory:
+        seconds = timeit(call, repeat=case.repeat, warmup=case.warmup, device=device)
+    what = _describe(case, G.img_resolution)
+    timing = f"{seconds:.3g} s per batch of {case.batch}, median of {case.repeat}"
+    rows = [
+        {"name": what, "value": case.batch / seconds, "unit": "images/s", "notes": timing},
+        {
+            "name": "  peak memory above the loaded model",
+            "value": memory.above_baseline_mib,
+            "unit": "MiB",
+            "notes": f"{memory.method}; {memory.baseline_mib:,.0f} MiB before",
+        },
+    ]
+    if case.compare_official:
+        official, target = OFFICIAL_SECONDS[case.branch], TARGET_SPEEDUP[case.branch]
         rows.append(
             {
-                "name": "mimic3d-ffhq512 3d branch 512 x 512, batch 1",
-                "value": seconds,
+                "name": f"  speed-up over official Mimic3D ({case.branch}, batch {case.batch})",
+                "value": official / seconds,
+                "unit": "x",
+                "notes": f"official {official} s, ours {seconds:.3g} s; target >= {target}x",
+            }
+        )
+    if case.count_flops:
+        gflop = _gflop(call)
+        rows.append(
+            {
+                "name": f"  FLOP floor: {gflop:,.1f} GFLOP at {rate:,.0f} GFLOP/s",
+                "value": gflop / rate,
                 "unit": "s",
-                "notes": f"{G.renderer.config.chunk_rays} rays per chunk",
+                "notes": f"{gflop / rate / seconds:.0%} of the measured time",
             }
         )
-        rows.append(
-            {
-                "name": "  peak memory above baseline (3d 512 x 512)",
-                "value": peak_rss_mb() - baseline,
-                "unit": "MiB",
-                "notes": "process peak RSS minus RSS before the call",
-            }
-        )
-        for branch, call in calls.items():
-            seconds = timeit(call, repeat=2, warmup=1)
-            gflop = _gflop(call)
-            speedup = OFFICIAL_SECONDS[branch] / seconds
-            what = "render 128 + SR to 512" if branch == "2d" else "P^c + P^r rendered at 128"
-            rows += [
-                {
-                    "name": f"mimic3d-ffhq512 {branch} branch, batch {BATCH} ({what})",
-                    "value": seconds,
-                    "unit": "s",
-                    "notes": f"official {OFFICIAL_SECONDS[branch]} s",
-                },
-                {
-                    "name": f"  speed-up over official ({branch})",
-                    "value": speedup,
-                    "unit": "x",
-                    "notes": f"target >= {TARGET_SPEEDUP[branch]}x",
-                },
-                {
-                    "name": f"  FLOP floor ({branch}): {gflop:,.0f} GFLOP at {rate:.0f} GFLOP/s",
-                    "value": gflop / rate,
-                    "unit": "s",
-                    "notes": f"{gflop / rate / seconds:.0%} of the measured time",
-                },
-            ]
+    return rows
+
+
+def run(settings: BenchSettings) -> list[dict]:
+    rate = settings.matmul_gflops
+    if not math.isfinite(rate):
+        rate = matmul_gflops(device=settings.device)
+    rows: list[dict] = []
+    models: dict[str, TriplaneGenerator] = {}
+    for case in forward_cases(settings):
+        if case.preset not in models:
+            models.clear()  # one model resident at a time
+            models[case.preset] = build_generator(case.preset, settings.device)
+        rows += _case_rows(models[case.preset], case, settings, rate)
     return rows

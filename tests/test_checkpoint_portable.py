@@ -21,15 +21,6 @@ from mimic3d.models.patch_discriminator import (
 )
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _single_thread():
-    # Tiny networks: intra-op threads only add synchronisation (10-100x slower on a busy 2-core box).
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def _camera(n: int) -> torch.Tensor:
     c = torch.zeros(n, 25)
     c[:, :16] = torch.tensor([1, 0, 0, 0, 0, -1, 0, 0, 0, 0, -1, 2.7, 0, 0, 0, 1], dtype=torch.float32)

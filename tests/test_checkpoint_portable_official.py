@@ -27,15 +27,6 @@ PARITY = Path(__file__).parent / "fixtures" / "parity"
 BUFFER_NAMES = {"resample_filter", "noise_const", "w_avg", "dataset_label_std"}
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _single_thread():
-    # Small networks: intra-op threads only add synchronisation on a busy 2-core box.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def _reconstruct_persistent_obj(meta):
     raise AssertionError("the persistence hook must never run")
 
@@ -163,23 +154,19 @@ def test_mimic3d_pickle_loads_with_xyz_planes_and_official_outputs(tmp_path, mon
     _assert_weights(converted, weights)
 
 
-def test_official_discriminator_is_imported(tmp_path, monkeypatch):
+def test_official_discriminator_is_imported(tmp_path, monkeypatch, tiny_discriminator_kwargs):
     torch.manual_seed(0)
     ours = DualDiscriminator(
         dual_discriminator_preset("tiny", num_fp16_res=4, conv_clamp=256.0, disc_c_noise=1.0)
     )
     init_kwargs = dict(
-        c_dim=25,
-        img_resolution=32,
+        tiny_discriminator_kwargs,
         img_channels=3,
-        channel_base=256,
-        channel_max=32,
         num_fp16_res=4,
         conv_clamp=256,
         disc_c_noise=1,
         block_kwargs={"freeze_layers": 0},
         mapping_kwargs={},
-        epilogue_kwargs={"mbstd_group_size": 2},
     )
     D = official_network({"": "DualDiscriminator"}, ours.state_dict(), init_kwargs, {})
     network, _, _ = parity_generator("eg3d_small")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 
@@ -249,23 +250,13 @@ def test_build_flags_opengl_poses_given_as_eg3d(tmp_path):
     pose = orbit_cam2world(1.4, 1.5, 2.7).double() @ torch.diag(torch.tensor([1.0, -1.0, -1.0, 1.0]).double())
     label = make_label(pose, intrinsics_matrix(4.2647).double()).tolist()
     (tmp_path / "cams.json").write_text(json.dumps({"labels": [["a.png", label]]}))
-    with pytest.raises(ValueError, match=r"a.png: camera looks away .* --convention blender or opengl"):
-        build_dataset(
-            str(tmp_path / "src"),
-            str(tmp_path / "x.zip"),
-            8,
-            cameras=str(tmp_path / "cams.json"),
-            convention="eg3d",
-            progress=False,
-        )
-    build_dataset(
-        str(tmp_path / "src"),
-        str(tmp_path / "x.zip"),
-        8,
-        cameras=str(tmp_path / "cams.json"),
-        convention="opengl",
-        progress=False,
+    cameras = str(tmp_path / "cams.json")
+    build = functools.partial(
+        build_dataset, str(tmp_path / "src"), str(tmp_path / "x.zip"), 8, cameras=cameras, progress=False
     )
+    with pytest.raises(ValueError, match=r"a.png: camera looks away .* --convention blender or opengl"):
+        build(convention="eg3d")
+    build(convention="opengl")
     torch.testing.assert_close(
         ImageDataset(tmp_path / "x.zip")[0][1].double(),
         make_label(orbit_cam2world(1.4, 1.5, 2.7).double(), intrinsics_matrix(4.2647).double()),

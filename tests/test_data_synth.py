@@ -19,15 +19,6 @@ from mimic3d.data.synth.generate import render_range
 KINDS = ["heads", "cars"]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    # Small batched renders: intra-op threads only add contention on a shared CI machine.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def _members(path) -> dict[str, bytes]:
     with zipfile.ZipFile(path) as archive:
         return {name: archive.read(name) for name in archive.namelist()}

@@ -24,15 +24,6 @@ from mimic3d.models.patch_encoding import ScalarEncoder
 from mimic3d.nn import Discriminator
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _single_thread():
-    # Tiny networks: intra-op threads only add synchronisation (10-100x slower on a busy 2-core box).
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def _images(n: int = 4, resolution: int = 32, raw: int = 16, seed: int = 0) -> dict[str, torch.Tensor]:
     g = torch.Generator().manual_seed(seed)
     return {
@@ -64,19 +55,10 @@ def test_dual_discriminator_ffhq512_has_official_parameter_count():
     assert D.mapping.num_layers == 8 and D.b4.cmap_dim == 512
 
 
-def test_dual_discriminator_equals_plain_discriminator_on_stacked_input():
+def test_dual_discriminator_equals_plain_discriminator_on_stacked_input(tiny_discriminator_kwargs):
     torch.manual_seed(0)
     D = DualDiscriminator(dual_discriminator_preset("tiny")).eval()
-    plain = Discriminator(
-        c_dim=25,
-        img_resolution=32,
-        img_channels=6,
-        channel_base=256,
-        channel_max=32,
-        num_fp16_res=0,
-        conv_clamp=None,
-        epilogue_kwargs={"mbstd_group_size": 2},
-    ).eval()
+    plain = Discriminator(**tiny_discriminator_kwargs, img_channels=6, num_fp16_res=0, conv_clamp=None).eval()
     plain.load_state_dict({k: v for k, v in D.state_dict().items() if k != "resample_filter"})
     images, c = _images(), _labels()
     upsampled = F.interpolate(

@@ -9,6 +9,7 @@ import torch
 import torch.nn.functional as F
 
 from mimic3d.render import TriplaneDecoder
+from mimic3d.render.decoder import ClampedSoftplus
 
 
 def test_parameter_names_and_shapes_match_eg3d() -> None:
@@ -46,3 +47,30 @@ def test_wrong_feature_width_raises_value_error() -> None:
         decoder.density(torch.zeros(3, 9))
     with pytest.raises(ValueError, match="hidden_dim"):
         TriplaneDecoder(hidden_dim=0)
+
+
+def test_clamped_softplus_matches_softplus_and_its_gradient() -> None:
+    x = torch.linspace(-2000, 2000, 40001, dtype=torch.float64)
+    expected = F.softplus(x)
+    with torch.no_grad():
+        assert (ClampedSoftplus()(x.clone()) - expected).abs().max() <= 2.1e-9
+    x.requires_grad_(True)
+    ClampedSoftplus()(x).sum().backward()
+    assert (x.grad - torch.sigmoid(x.detach())).abs().max() <= 2.1e-9
+    # In inference the decoder clamps its own hidden activations in place; with autograd it must not.
+    y = torch.full((3,), -50.0, requires_grad=True)
+    ClampedSoftplus()(y * 1)
+    assert torch.equal(y.detach(), torch.full((3,), -50.0))
+
+
+def test_decoding_fewer_colour_channels_equals_the_first_channels() -> None:
+    torch.manual_seed(1)
+    decoder = TriplaneDecoder(n_features=6, hidden_dim=5, output_dim=4)
+    x = torch.randn(2, 9, 6)
+    colour, sigma = decoder(x)
+    rgb, sigma3 = decoder(x, colour_channels=3)
+    torch.testing.assert_close(rgb, colour[..., :3])
+    torch.testing.assert_close(sigma3, sigma)
+    torch.testing.assert_close(decoder.density(x), sigma)
+    with pytest.raises(ValueError, match="colour_channels"):
+        decoder(x, colour_channels=5)

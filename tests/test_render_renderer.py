@@ -254,3 +254,13 @@ def test_bad_render_inputs_raise_value_error() -> None:
         renderer(planes[:, :, :4], decoder, origins, directions)
     with pytest.raises(ValueError, match="batch size"):
         renderer(planes[:1], decoder, origins, directions)
+
+
+def test_automatic_chunk_size_depends_on_the_device() -> None:
+    config = RenderConfig()
+    assert config.chunk_rays is None
+    assert config.rays_per_chunk(torch.device("cpu")) == 1024
+    assert config.rays_per_chunk(torch.device("cuda")) == 65536
+    assert replace(config, chunk_rays=7).rays_per_chunk(torch.device("cuda")) == 7
+    with pytest.raises(ValueError, match="chunk_rays"):
+        RenderConfig(chunk_rays=True)

@@ -32,8 +32,16 @@ def test_bad_key_is_a_clear_error(capsys):
     assert main(["train", "eg3d-ffhq512", "loss.gamma=3", "--print-config"]) == 2
     err = capsys.readouterr().err
     assert "unknown config key 'loss.gamma'" in err and "r1_gamma" in err
-    assert main(["train", "eg3d-ffhq512"]) == 2
+
+
+def test_failed_start_leaves_no_run_folder(tmp_path, capsys):
+    outdir = tmp_path / "runs"
+    assert main(["train", "eg3d-ffhq512", "--outdir", str(outdir)]) == 2
     assert "data.path" in capsys.readouterr().err
+    missing = tmp_path / "missing.zip"
+    assert main(["train", "tiny-eg3d-heads", f"data.path={missing}", "--outdir", str(outdir)]) == 2
+    assert "missing.zip" in capsys.readouterr().err
+    assert not outdir.exists() or not any(outdir.iterdir())
 
 
 def test_run_folder_and_resume_latest(tmp_path, capsys):

@@ -21,10 +21,9 @@ import importlib
 import json
 import os
 import struct
-import tempfile
 import types
 import typing
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +31,8 @@ import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 from torch import nn
+
+from mimic3d.checkpoints.atomic import atomic_write, write_text_atomic
 
 FORMAT_NAME = "mimic3d"
 FORMAT_VERSION = 1
@@ -288,41 +289,22 @@ def save_checkpoint(
             "networks": json.dumps(specs, sort_keys=True),
             "metadata": metadata_json,
         }
-        _atomic_write(path, lambda tmp: save_file(tensors, tmp, metadata=header))
+        atomic_write(path, lambda tmp: save_file(tensors, tmp, metadata=header))
         return path
     if path.exists() and not path.is_dir():
         raise ValueError(f"save: {path} exists and is not a folder (use a .safetensors name for one file)")
     for name, module in networks.items():
         (path / name).mkdir(parents=True, exist_ok=True)
-        _atomic_write(path / name / WEIGHTS_FILE, lambda tmp, m=module: save_file(_tensors_of(m), tmp))
-        _atomic_write_text(path / name / CONFIG_FILE, json.dumps(specs[name], indent=2, sort_keys=True))
+        atomic_write(path / name / WEIGHTS_FILE, lambda tmp, m=module: save_file(_tensors_of(m), tmp))
+        write_text_atomic(path / name / CONFIG_FILE, json.dumps(specs[name], indent=2, sort_keys=True) + "\n")
     index = {
         "format": FORMAT_NAME,
         "format_version": FORMAT_VERSION,
         "networks": list(networks),
         "metadata": user_metadata,
     }
-    _atomic_write_text(path / CHECKPOINT_FILE, json.dumps(index, indent=2, sort_keys=True))
+    write_text_atomic(path / CHECKPOINT_FILE, json.dumps(index, indent=2, sort_keys=True) + "\n")
     return path
-
-
-def _atomic_write(path: Path, write: Callable[[str], None]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        write(tmp)
-        with open(tmp, "rb+") as f:
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
-def _atomic_write_text(path: Path, text: str) -> None:
-    _atomic_write(path, lambda tmp: Path(tmp).write_text(text + "\n", encoding="utf-8"))
 
 
 # ----------------------------------------------------------------------------- reading

@@ -12,7 +12,6 @@ from mimic3d.data.images import BACKGROUNDS
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "dataset",
-        help="check, build or synthesise EG3D-format datasets",
         description="EG3D-format datasets: a zip or folder of images plus dataset.json "
         "with 25-float cameras.",
     )

@@ -30,7 +30,6 @@ RESOLUTION = 32
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "demo",
-        help="train a tiny Mimic3D on synthetic heads (CPU, ~10 min) and write a report",
         description="Render a synthetic heads dataset, train a tiny Mimic3D end to end for --minutes, and "
         "write a report folder (samples of both branches, 3D-branch video, mesh, offline metrics, "
         "TensorBoard logs). Runs offline; LPIPS uses its official weights when present, else random ones.",

@@ -10,7 +10,6 @@ from mimic3d.tools.doctor import run_doctor, write_reference
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "doctor",
-        help="check the installation: versions, devices, weight files, numerics",
         description="Print versions, devices and available fast paths; render a fixed tiny generator and "
         "compare it with stored pixels (catches silent numerical breakage such as black renders); list "
         "which LPIPS and FID Inception weight files are present. Exit status 1 when a check fails.",

@@ -18,7 +18,6 @@ from mimic3d.tools.viewpoints import camera_preset_for
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "epi",
-        help="EPI images (one image row over a camera sweep), 2D and 3D branch side by side",
         description="Render one image row for every camera of a sweep and stack the rows over time: "
         "straight, smooth strips mean a 3D-consistent generator, twisted ones view-dependent "
         "hallucination. Writes outdir/epi_seedNNNN.png (time runs down; branches left to right).",

@@ -13,7 +13,6 @@ from mimic3d.tools.rendering import render_settings
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "generate",
-        help="multi-view sample grids with depth and normal maps",
         description="For each seed, render views around the frontal camera and write outdir/seedNNNN.png: "
         "one column per view; per branch a row of images, of depth maps (near = white) and of "
         "camera-space normal maps.",

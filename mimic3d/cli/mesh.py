@@ -16,7 +16,6 @@ from mimic3d.tools.viewpoints import camera_preset_for
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "mesh",
-        help="density volume and marching-cubes mesh of each seed",
         description="Sample the generator's raw density on a grid over its box, close the border, run "
         "marching cubes and colour the vertices with the decoder's RGB. Writes outdir/seedNNNN.<format> "
         "for each format and prints vertex count, watertightness and bounding box.",

@@ -36,7 +36,6 @@ from mimic3d.nn.modulated import NOISE_MODES
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "metrics",
-        help="FID/KID/SWD of a generator under named protocols",
         description="Evaluate a generator under StyleGAN/EG3D protocols (fid50k_full, kid50k_full, "
         "fid2k_full, swd16k, ...): fakes with cameras drawn from the dataset, no truncation, uint8 "
         "quantisation. Results are printed and appended to <run-dir>/metric-<name>.jsonl.",
@@ -114,7 +113,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         type=positive_int,
         default=None,
         help="rays rendered at once over the batch (bounds memory of the 3D branch; "
-        "default: the model's rendering.chunk_rays)",
+        "default: the model's rendering.chunk_rays, or 1024 on CPU and 65536 on GPU when unset)",
     )
     parser.add_argument(
         "--batch-size", type=positive_int, default=64, help="images per feature-network call (default: 64)"

@@ -18,7 +18,6 @@ from mimic3d.tools.viewpoints import camera_preset_for
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "planes",
-        help="tri-plane feature norms, coarse and residual",
         description="Write outdir/planes_seedNNNN.png: per-texel feature norms of the coarse tri-plane "
         "(top row) and, for Mimic3D stage-2 models, the residual tri-plane (bottom row), one column "
         "per plane, height axis up, viridis colours.",

@@ -25,7 +25,7 @@ from mimic3d.training.presets import (
     preset_dict,
     preset_names,
 )
-from mimic3d.training.rundir import latest_run_dir, new_run_dir
+from mimic3d.training.rundir import latest_run_dir, new_run_dir, remove_unused_run_dir
 from mimic3d.training.snapshot import STATE_JSON, resolve_snapshot
 
 EXIT_DIVERGED = 1
@@ -35,7 +35,6 @@ EXIT_INTERRUPTED = 130
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "train",
-        help="train EG3D / Mimic3D from a preset, or resume a run",
         description="Train a tri-plane GAN. PRESET is a shipped preset name (--list-presets) or a YAML "
         "file; KEY=VALUE pairs override any config field by its dotted path (loss.r1_gamma=5, "
         "data.path=ffhq.zip, schedule.gpc_prob=null). Runs go to OUTDIR/NNNNN-NAME/. Under torchrun the "
@@ -113,14 +112,23 @@ def run_train(args: argparse.Namespace) -> int:
     if args.print_config:
         print(config_to_yaml(config), end="")
         return 0
+    if config.data.path is None:
+        raise ValueError(
+            "data.path: no training set given; add data.path=PATH (an EG3D-format zip or folder)"
+        )
     process = setup_processes(config.run.device)
     try:
         if snapshot is None:
             name = args.name or Path(preset).stem
             run_dir = broadcast_object(new_run_dir(args.outdir, name) if process.is_main else None)
-        trainer = Trainer(
-            config, run_dir, resume=snapshot, progress_bar=not args.no_progress, process=process
-        )
+        try:
+            trainer = Trainer(
+                config, run_dir, resume=snapshot, progress_bar=not args.no_progress, process=process
+            )
+        except Exception:
+            if snapshot is None and process.is_main:
+                remove_unused_run_dir(run_dir)
+            raise
         try:
             result = trainer.run(max_steps=args.max_steps)
         except TrainingDiverged as err:

@@ -14,7 +14,6 @@ from mimic3d.tools.video import render_video
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "video",
-        help="MP4 of a camera trajectory, latent interpolation or style mixing",
         description="Render an MP4 (H.264) of one or both branches along a camera trajectory. Each grid "
         "cell shows one latent: its branch images side by side, then with --depth their depth maps. "
         "--interpolate loops each cell through its share of the seeds; --style-seeds makes rows of "

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import io
+from collections.abc import Iterator
 
 import numpy as np
 import PIL
@@ -11,6 +13,19 @@ import PIL.Image
 # Modes stored in EG3D-format datasets and their channel counts.
 _MODE_CHANNELS = {"L": 1, "RGB": 3, "RGBA": 4}
 BACKGROUNDS = {"white": 255, "black": 0}
+
+
+@contextlib.contextmanager
+def _decoding(where: str) -> Iterator[None]:
+    """Turn PIL's errors on unreadable image files into a ValueError naming ``where``."""
+    try:
+        yield
+    except PIL.UnidentifiedImageError:
+        raise ValueError(
+            f"{where}: cannot decode image (not an image, or a truncated or corrupt file)"
+        ) from None
+    except (OSError, SyntaxError, EOFError, PIL.Image.DecompressionBombError) as err:
+        raise ValueError(f"{where}: cannot decode image (truncated or corrupt file: {err})") from None
 
 
 def decode_image(data: bytes, where: str) -> np.ndarray:
@@ -22,24 +37,15 @@ def decode_image(data: bytes, where: str) -> np.ndarray:
     Returns:
         uint8 array [H, W, C] with C in {1, 3, 4}.
     """
-    try:
-        with PIL.Image.open(io.BytesIO(data)) as img:
-            img.load()
-            mode = img.mode
-            if mode not in _MODE_CHANNELS:
-                raise ValueError(
-                    f"{where}: image mode '{mode}' is not supported (expected L, RGB or RGBA; "
-                    "convert it with `mimic3d dataset build`)"
-                )
-            array = np.array(img, dtype=np.uint8)
-    except ValueError:
-        raise
-    except PIL.UnidentifiedImageError:
-        raise ValueError(
-            f"{where}: cannot decode image (not an image, or a truncated or corrupt file)"
-        ) from None
-    except (OSError, SyntaxError, EOFError, PIL.Image.DecompressionBombError) as err:
-        raise ValueError(f"{where}: cannot decode image (truncated or corrupt file: {err})") from None
+    with _decoding(where), PIL.Image.open(io.BytesIO(data)) as img:
+        img.load()
+        mode = img.mode
+        if mode not in _MODE_CHANNELS:
+            raise ValueError(
+                f"{where}: image mode '{mode}' is not supported (expected L, RGB or RGBA; "
+                "convert it with `mimic3d dataset build`)"
+            )
+        array = np.array(img, dtype=np.uint8)
     if array.ndim == 2:
         array = array[:, :, None]
     return array
@@ -63,15 +69,9 @@ def open_source_image(file: str | io.BytesIO, where: str) -> PIL.Image.Image:
     Args:
         file: path or file object; ``where`` names it in error messages.
     """
-    try:
+    with _decoding(where):
         img = PIL.Image.open(file)
         img.load()
-    except PIL.UnidentifiedImageError:
-        raise ValueError(
-            f"{where}: cannot decode image (not an image, or a truncated or corrupt file)"
-        ) from None
-    except (OSError, SyntaxError, EOFError, PIL.Image.DecompressionBombError) as err:
-        raise ValueError(f"{where}: cannot decode image (truncated or corrupt file: {err})") from None
     has_alpha = img.mode in ("RGBA", "LA", "PA") or (img.mode == "P" and "transparency" in img.info)
     if img.mode.startswith("I;16") or img.mode == "I":
         # 16-bit grayscale: keep the top 8 bits rather than letting PIL clip at 255.

@@ -181,8 +181,7 @@ class TriplaneGenerator(nn.Module):
             resolution = neural_rendering_resolution or self.img_resolution
             if planes is None:
                 planes = self.planes(ws, noise_mode=noise_mode, fused_modconv=fused_modconv)
-            features, depth = self.render(planes, c, resolution, perturb=perturb, generator=generator)
-            rgb = features[:, :3]
+            rgb, depth = self.render(planes, c, resolution, perturb=perturb, generator=generator, channels=3)
             return {"image": rgb, "image_raw": rgb, "image_depth": depth}
 
         resolution = neural_rendering_resolution or self.config.neural_rendering_resolution
@@ -220,7 +219,8 @@ class TriplaneGenerator(nn.Module):
           super-resolve it (EG3D; Mimic3D's 2D branch).
         - branch "3d": render P^c (+ P^r) directly at ``neural_rendering_resolution`` (default:
           the image resolution); ``image`` is that render. Rays are rendered in chunks of
-          ``config.rendering.chunk_rays``, so memory stays bounded at any resolution.
+          ``config.rendering.chunk_rays`` (default: 1024 on CPU, 65536 on GPU), so memory stays bounded
+          at any resolution.
 
         ``perturb`` (default ``config.rendering.perturb``) switches stratified jitter and random
         importance draws; ``noise_mode`` is the backbone's per-pixel noise ("const", "random", "none").
@@ -246,14 +246,20 @@ class TriplaneGenerator(nn.Module):
         resolution: int,
         perturb: bool | None = None,
         generator: torch.Generator | None = None,
+        channels: int | None = None,
     ) -> tuple[Tensor, Tensor]:
-        """Volume-render the planes' field at resolution R: feature image [N, C, R, R], depth [N, 1, R, R]."""
+        """Volume-render the planes' field at resolution R: feature image [N, C, R, R], depth [N, 1, R, R].
+
+        ``channels`` renders only the first feature channels (3: RGB, all the 3D branch shows).
+        """
         self._check_camera(c, planes.batch_size)
         if isinstance(resolution, bool) or not isinstance(resolution, int) or resolution < 1:
             raise ValueError(f"neural_rendering_resolution: expected a positive int, got {resolution!r}")
         cam2world, intrinsics = split_label(c)
         origins, directions = generate_rays(cam2world, intrinsics, resolution)
-        result = self._renderer(perturb)(planes.field_planes(), self.decoder, origins, directions, generator)
+        result = self._renderer(perturb)(
+            planes.field_planes(), self.decoder, origins, directions, generator, colour_channels=channels
+        )
         return _to_image(result.features, resolution), _to_image(result.depth, resolution)
 
     def render_patch(
@@ -280,9 +286,11 @@ class TriplaneGenerator(nn.Module):
             planes = self.planes(ws, noise_mode=noise_mode, fused_modconv=fused_modconv)
         cam2world, intrinsics = split_label(c)
         origins, directions = generate_patch_rays(cam2world, intrinsics, self.img_resolution, top, left, size)
-        result = self._renderer(perturb)(planes.field_planes(), self.decoder, origins, directions, generator)
+        result = self._renderer(perturb)(
+            planes.field_planes(), self.decoder, origins, directions, generator, colour_channels=3
+        )
         return {
-            "image": _to_image(result.features[..., :3], size),
+            "image": _to_image(result.features, size),
             "image_depth": _to_image(result.depth, size),
         }
 

@@ -7,6 +7,7 @@ EG3D's ``OSGDecoder`` so that official state dicts load unchanged.
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from mimic3d.nn.layers import FullyConnectedLayer
@@ -14,6 +15,23 @@ from mimic3d.nn.layers import FullyConnectedLayer
 # MipNeRF's widened sigmoid, so that colours 0 and 1 are reachable with finite logits.
 _COLOUR_SCALE = 1 + 2 * 0.001
 _COLOUR_SHIFT = 0.001
+# Untrained decoders see pre-activations of +-1000, and torch's CPU softplus is 3-5x slower far out on
+# the negative side (exp/log1p of tiny numbers) than within [-20, 20]. Below -20 softplus(x) < 2.1e-9,
+# so clamping there changes outputs by at most that, mirroring torch's own cut-off at +20.
+SOFTPLUS_FLOOR = -20.0
+
+
+class ClampedSoftplus(nn.Module):
+    """``softplus(max(x, SOFTPLUS_FLOOR))``: torch's softplus kept where its CPU kernel is fast; any shape.
+
+    Without autograd the clamp is done in place: in the decoder its input is the fresh output of the
+    first layer.
+    """
+
+    def forward(self, x: Tensor) -> Tensor:
+        if torch.is_grad_enabled() and x.requires_grad:
+            return F.softplus(x.clamp(min=SOFTPLUS_FLOOR))
+        return F.softplus(x.clamp_(min=SOFTPLUS_FLOOR))
 
 
 class TriplaneDecoder(nn.Module):
@@ -39,7 +57,7 @@ class TriplaneDecoder(nn.Module):
         self.output_dim = output_dim
         self.net = nn.Sequential(
             FullyConnectedLayer(n_features, hidden_dim, lr_multiplier=lr_multiplier),
-            nn.Softplus(),
+            ClampedSoftplus(),
             FullyConnectedLayer(hidden_dim, 1 + output_dim, lr_multiplier=lr_multiplier),
         )
 
@@ -49,19 +67,30 @@ class TriplaneDecoder(nn.Module):
                 f"features: expected last dimension {self.n_features}, got shape {list(features.shape)}"
             )
 
-    def forward(self, features: Tensor) -> tuple[Tensor, Tensor]:
+    def forward(self, features: Tensor, colour_channels: int | None = None) -> tuple[Tensor, Tensor]:
+        """``colour_channels`` < output_dim decodes only the first ones (e.g. 3 for RGB renders):
+        the last layer then runs on those rows only."""
         self._check(features)
-        # split, not two slices: each slice's backward would allocate and zero a full-size gradient.
-        sigma, logits = self.net(features).split([1, self.output_dim], dim=-1)
+        if colour_channels is None or colour_channels == self.output_dim:
+            # split, not two slices: each slice's backward would allocate and zero a full-size gradient.
+            sigma, logits = self.net(features).split([1, self.output_dim], dim=-1)
+        else:
+            if not 0 < colour_channels <= self.output_dim:
+                raise ValueError(f"colour_channels: expected 1..{self.output_dim}, got {colour_channels}")
+            sigma, logits = self._last_rows(features, 1 + colour_channels).split([1, colour_channels], -1)
         return torch.sigmoid(logits) * _COLOUR_SCALE - _COLOUR_SHIFT, sigma
 
     def density(self, features: Tensor) -> Tensor:
         """Raw sigma only (skips the colour rows of the last layer): [..., n_features] -> [..., 1]."""
         self._check(features)
+        return self._last_rows(features, 1)
+
+    def _last_rows(self, features: Tensor, rows: int) -> Tensor:
+        """The first ``rows`` outputs of the MLP: [..., n_features] -> [..., rows]."""
         hidden = self.net[1](self.net[0](features))
         last = self.net[2]
-        weight = last.weight[:1] * last.weight_gain
-        bias = last.bias[:1] * last.bias_gain
+        weight = last.weight[:rows] * last.weight_gain
+        bias = last.bias[:rows] * last.bias_gain
         return torch.addmm(bias, hidden.reshape(-1, self.hidden_dim), weight.t()).view(
-            *features.shape[:-1], 1
+            *features.shape[:-1], rows
         )

@@ -7,6 +7,7 @@ before the marcher's ``softplus(sigma - 1)``.
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable, Sequence
 
 import torch
@@ -21,7 +22,8 @@ class TriplaneField:
     """Tri-plane(s) + decoder as a field; features of several tri-planes are summed before decoding.
 
     planes: [N, 3, C, S, S] or a sequence of them (Mimic3D: coarse 256^2 + residual 512^2);
-    decoder: features [..., C] -> (colour, raw sigma), e.g. ``TriplaneDecoder``.
+    decoder: features [..., C] -> (colour, raw sigma), e.g. ``TriplaneDecoder``;
+    colour_channels: decode only that many colour channels (the decoder must accept the keyword).
     """
 
     def __init__(
@@ -30,8 +32,12 @@ class TriplaneField:
         decoder: nn.Module,
         box_warp: float,
         convention: str = "eg3d",
+        colour_channels: int | None = None,
     ) -> None:
         self.sampler = TriplaneSampler(planes, box_warp, convention)
+        self.colour_channels = colour_channels
+        # Decoders that cannot skip channels (any callable module) decode all of them; we slice.
+        self._decoder_selects = colour_channels is not None and _accepts_colour_channels(decoder)
         expected = getattr(decoder, "n_features", None)
         if expected is not None and expected != self.sampler.channels:
             raise ValueError(
@@ -40,7 +46,13 @@ class TriplaneField:
         self.decoder = decoder
 
     def __call__(self, points: Tensor) -> tuple[Tensor, Tensor]:
-        return self.decoder(self.sampler.mean_features(points))
+        features = self.sampler.mean_features(points)
+        if self.colour_channels is None:
+            return self.decoder(features)
+        if self._decoder_selects:
+            return self.decoder(features, colour_channels=self.colour_channels)
+        colour, sigma = self.decoder(features)
+        return colour[..., : self.colour_channels], sigma
 
     def density(self, points: Tensor) -> Tensor:
         """Raw sigma only: points [N, P, 3] -> [N, P, 1]."""
@@ -48,6 +60,13 @@ class TriplaneField:
         if hasattr(self.decoder, "density"):
             return self.decoder.density(features)
         return self.decoder(features)[1]
+
+
+def _accepts_colour_channels(decoder: Callable) -> bool:
+    try:
+        return "colour_channels" in inspect.signature(getattr(decoder, "forward", decoder)).parameters
+    except (TypeError, ValueError):
+        return False
 
 
 def query_field(

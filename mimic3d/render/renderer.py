@@ -36,7 +36,9 @@ class RenderConfig:
     white_background: bool = False  # white_back
     convention: str = "eg3d"  # plane projection: "eg3d" (x,y),(x,z),(z,x) or "xyz" (x,y),(y,z),(z,x)
     perturb: bool = True  # stratified jitter and random importance draws; False: deterministic
-    chunk_rays: int = 2048  # rays per chunk, summed over the batch (bounds memory at any resolution)
+    # Rays per chunk, summed over the batch: bounds memory at any resolution. None: 1024 on CPU (a
+    # chunk's activations then stay in cache, ~10% faster than 2048), 65536 on GPUs (fewer launches).
+    chunk_rays: int | None = None
 
     def __post_init__(self) -> None:
         check_ray_range(self.ray_start, self.ray_end)
@@ -47,8 +49,20 @@ class RenderConfig:
         if not (math.isfinite(self.box_warp) and self.box_warp > 0):
             raise ValueError(f"box_warp: expected a positive number, got {self.box_warp}")
         plane_axes(self.convention)
-        if not (isinstance(self.chunk_rays, int) and self.chunk_rays >= 1):
-            raise ValueError(f"chunk_rays: expected a positive int, got {self.chunk_rays!r}")
+        if self.chunk_rays is not None and not (
+            isinstance(self.chunk_rays, int)
+            and not isinstance(self.chunk_rays, bool)
+            and self.chunk_rays >= 1
+        ):
+            raise ValueError(
+                f"chunk_rays: expected a positive int or None (automatic), got {self.chunk_rays!r}"
+            )
+
+    def rays_per_chunk(self, device: torch.device) -> int:
+        """``chunk_rays``, or its automatic value for ``device`` when it is None."""
+        if self.chunk_rays is not None:
+            return self.chunk_rays
+        return 1024 if device.type == "cpu" else 65536
 
     @classmethod
     def from_eg3d_kwargs(cls, rendering_kwargs: dict[str, Any], **overrides: Any) -> RenderConfig:
@@ -118,9 +132,13 @@ class TriplaneRenderer:
         """A renderer with some config fields changed, e.g. ``perturb=False``."""
         return TriplaneRenderer(replace(self.config, **changes))
 
-    def field(self, planes: Tensor | Sequence[Tensor], decoder: nn.Module) -> TriplaneField:
+    def field(
+        self, planes: Tensor | Sequence[Tensor], decoder: nn.Module, colour_channels: int | None = None
+    ) -> TriplaneField:
         """The field that ``__call__`` renders: planes (summed if a list) decoded by ``decoder``."""
-        return TriplaneField(planes, decoder, self.config.box_warp, self.config.convention)
+        return TriplaneField(
+            planes, decoder, self.config.box_warp, self.config.convention, colour_channels=colour_channels
+        )
 
     def __call__(
         self,
@@ -129,10 +147,16 @@ class TriplaneRenderer:
         origins: Tensor,
         directions: Tensor,
         generator: torch.Generator | None = None,
+        colour_channels: int | None = None,
     ) -> RenderResult:
-        """Render planes [N, 3, C, S, S] (or a list, summed) along rays [N, M, 3] -> ``RenderResult``."""
+        """Render planes [N, 3, C, S, S] (or a list, summed) along rays [N, M, 3] -> ``RenderResult``.
+
+        ``colour_channels`` (e.g. 3 when only RGB is wanted) composites just the first channels of the
+        decoder's output; the default is all of them.
+        """
         _check_rays(origins, directions)
-        return self.render_field(self.field(planes, decoder), origins, directions, generator)
+        field = self.field(planes, decoder, colour_channels)
+        return self.render_field(field, origins, directions, generator)
 
     def render_field(
         self, field: Field, origins: Tensor, directions: Tensor, generator: torch.Generator | None = None
@@ -142,7 +166,7 @@ class TriplaneRenderer:
         ``field`` maps points [N, P, 3] to (colour [N, P, C], raw sigma [N, P, 1]); see ``Field``.
         """
         _check_rays(origins, directions)
-        rays_per_chunk = max(1, self.config.chunk_rays // max(1, origins.shape[0]))
+        rays_per_chunk = max(1, self.config.rays_per_chunk(origins.device) // max(1, origins.shape[0]))
         parts = [
             self._render_chunk(field, o, d, generator)
             for o, d in zip(origins.split(rays_per_chunk, 1), directions.split(rays_per_chunk, 1))

@@ -196,20 +196,17 @@ class TriplaneSampler:
         self.box_warp = float(box_warp)
         self.convention = convention
         axes = plane_axes(convention)
-        tables = []
         self._layouts: list[_TriplaneLayout] = []
         row_offset = 0
         for p in plane_list:
-            pad = (0, 0, _PAD_BEFORE, _PAD_AFTER, _PAD_BEFORE, _PAD_AFTER)
-            tables.append(F.pad(p.permute(0, 1, 3, 4, 2), pad).reshape(-1, self.channels))
             self._layouts.append(_layout(p.shape[-1], axes, self.batch_size, row_offset, p.device))
-            row_offset += tables[-1].shape[0]
+            row_offset += _table_rows(p)
         if row_offset < 2**31:
             # int32 indices are cheaper to build and to gather with.
             self._layouts = [
                 layout._replace(index_offset=layout.index_offset.int()) for layout in self._layouts
             ]
-        rows = tables[0] if len(tables) == 1 else torch.cat(tables, 0)
+        rows = _row_table(plane_list, row_offset)
         self._grad_buffer: _GradientBuffer | None = None
         if torch.is_grad_enabled() and rows.requires_grad:
             self._grad_buffer = _GradientBuffer()
@@ -272,6 +269,35 @@ class TriplaneSampler:
         weight = weight.view(n * p, -1, 3, 4).transpose(1, 2).reshape(n * p * 3, -1)
         out = _BilinearGather.apply(self.rows, index, weight, self._grad_buffer)
         return out.view(n, p, 3, self.channels).permute(0, 2, 1, 3)
+
+
+def _table_rows(planes: Tensor) -> int:
+    n, _, _, size, _ = planes.shape
+    return n * 3 * (size + _PAD_BEFORE + _PAD_AFTER) ** 2
+
+
+def _row_table(plane_list: Sequence[Tensor], total_rows: int) -> Tensor:
+    """All tri-planes as one zero-bordered channels-last table [total_rows, C], copied once.
+
+    Each [N, 3, C, S, S] tri-plane occupies N * 3 * (S + 3)^2 consecutive rows laid out as
+    [N, 3, S + 3, S + 3] texels (``_PAD_BEFORE`` zero rows/columns before the plane, ``_PAD_AFTER`` after).
+    """
+    first = plane_list[0]
+    channels = first.shape[2]
+    rows = first.new_empty(total_rows, channels)
+    start = 0
+    for p in plane_list:
+        n, _, _, size, _ = p.shape
+        stride = size + _PAD_BEFORE + _PAD_AFTER
+        table = rows[start : start + _table_rows(p)].view(n, 3, stride, stride, channels)
+        inner = slice(_PAD_BEFORE, _PAD_BEFORE + size)
+        table[:, :, :_PAD_BEFORE].zero_()
+        table[:, :, _PAD_BEFORE + size :].zero_()
+        table[:, :, inner, :_PAD_BEFORE].zero_()
+        table[:, :, inner, _PAD_BEFORE + size :].zero_()
+        table[:, :, inner, inner].copy_(p.permute(0, 1, 3, 4, 2))
+        start += _table_rows(p)
+    return rows
 
 
 def _layout(

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 from pathlib import Path
 
-from mimic3d.training.snapshot import LATEST_FILE
+from mimic3d.training.snapshot import LATEST_FILE, SNAPSHOT_DIR
 
 _RUN_PATTERN = re.compile(r"^(\d{5})-(.+)$")
 
@@ -37,6 +38,13 @@ def new_run_dir(outdir: str | os.PathLike, name: str) -> Path:
             return path
         except FileExistsError:
             number += 1
+
+
+def remove_unused_run_dir(path: str | os.PathLike) -> None:
+    """Delete a run folder that a failed start left without any snapshot (keeps ``outdir`` tidy)."""
+    path = Path(path)
+    if path.is_dir() and not (path / LATEST_FILE).exists() and not (path / SNAPSHOT_DIR).exists():
+        shutil.rmtree(path, ignore_errors=True)
 
 
 def latest_run_dir(outdir: str | os.PathLike, name: str | None = None) -> Path:

@@ -19,7 +19,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,6 +29,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import nn
 
+from mimic3d.checkpoints.atomic import fsync_dir, write_text_atomic
 from mimic3d.checkpoints.portable import CHECKPOINT_FILE, load_checkpoint, save_checkpoint
 
 SNAPSHOT_DIR = "snapshots"
@@ -97,34 +97,6 @@ def _fsync_file(path: Path) -> None:
         os.fsync(f.fileno())
 
 
-def _fsync_dir(path: Path) -> None:
-    # Makes renames inside ``path`` durable; some platforms cannot open folders, which is harmless.
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def write_text_atomic(path: Path, text: str) -> None:
-    """Replace ``path`` by ``text`` so that readers see the old or the new content, never a mix."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-    _fsync_dir(path.parent)
-
-
 def remove_incomplete(run_dir: Path) -> None:
     """Delete leftovers of interrupted snapshot writes."""
     folder = Path(run_dir) / SNAPSHOT_DIR
@@ -154,7 +126,7 @@ def save_snapshot(
     record = {"counters": state.counters, "optimizers": state.optimizers, "extra": state.extra}
     (staging / STATE_JSON).write_text(json.dumps(record, indent=1, sort_keys=True) + "\n", encoding="utf-8")
     _fsync_file(staging / STATE_JSON)
-    _fsync_dir(staging)
+    fsync_dir(staging)
     final = folder / name
     if final.exists():
         # Same name (re-snapshot at the same count after a resume): move the old one aside first;
@@ -165,7 +137,7 @@ def save_snapshot(
         shutil.rmtree(retired, ignore_errors=True)
     else:
         os.rename(staging, final)
-    _fsync_dir(folder)
+    fsync_dir(folder)
     write_text_atomic(run_dir / LATEST_FILE, name + "\n")
     if keep is not None:
         prune_snapshots(run_dir, keep, protect=name)

@@ -14,7 +14,7 @@ import numpy as np
 import torch
 
 from mimic3d.camera import PRESETS
-from mimic3d.data.synth.kind import Named, ObjectKind, SampledObject
+from mimic3d.data.synth.kind import Named, ObjectKind, SampledObject, Vec3
 from mimic3d.data.synth.noise import fbm, value_noise
 from mimic3d.data.synth.params import ParamLayout
 from mimic3d.data.synth.primitives import cylinder_x, plane, rounded_box, smooth_union
@@ -188,15 +188,9 @@ class Cars(ObjectKind):
         return torch.minimum(torch.minimum(smooth_union(body, cabin, g["blend"]), wheels), spoiler)
 
     def surface_colour(
-        self,
-        x: Tensor,
-        y: Tensor,
-        z: Tensor,
-        part: Tensor,
-        normal: tuple[Tensor, Tensor, Tensor],
-        g: Named,
-        a: Named,
+        self, points: Vec3, normal: Vec3, part: Tensor, g: Named, a: Named
     ) -> tuple[Tensor, Tensor]:
+        x, y, z = points
         nx, ny, nz = normal
         px, py, pz = self.texture_points(x, y, z, a)
         ax = x.abs()

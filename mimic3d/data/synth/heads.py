@@ -13,7 +13,7 @@ import numpy as np
 import torch
 
 from mimic3d.camera import PRESETS
-from mimic3d.data.synth.kind import Named, ObjectKind, SampledObject
+from mimic3d.data.synth.kind import Named, ObjectKind, SampledObject, Vec3
 from mimic3d.data.synth.noise import fbm, spots, value_noise
 from mimic3d.data.synth.params import ParamLayout
 from mimic3d.data.synth.primitives import (
@@ -241,15 +241,9 @@ class Heads(ObjectKind):
         return torch.minimum(torch.minimum(face, eye), torch.minimum(hair, shirt))
 
     def surface_colour(
-        self,
-        x: Tensor,
-        y: Tensor,
-        z: Tensor,
-        part: Tensor,
-        normal: tuple[Tensor, Tensor, Tensor],
-        g: Named,
-        a: Named,
+        self, points: Vec3, normal: Vec3, part: Tensor, g: Named, a: Named
     ) -> tuple[Tensor, Tensor]:
+        x, y, z = points
         px, py, pz = self.texture_points(x, y, z, a)
         ax = x.abs()
         colour = torch.zeros(3, x.shape[0])

@@ -13,6 +13,8 @@ from mimic3d.data.synth.params import ParamLayout
 
 Tensor = torch.Tensor
 Named = dict[str, Tensor | list[Tensor]]
+# Per-axis components (each [M]) of points or vectors, the form every SDF function here works on.
+Vec3 = tuple[Tensor, Tensor, Tensor]
 
 
 @dataclass
@@ -70,23 +72,17 @@ class ObjectKind:
         raise NotImplementedError
 
     @staticmethod
-    def texture_points(x: Tensor, y: Tensor, z: Tensor, a: Named) -> tuple[Tensor, Tensor, Tensor]:
+    def texture_points(x: Tensor, y: Tensor, z: Tensor, a: Named) -> Vec3:
         """Points [M] shifted by each object's random ``offset`` so that noise textures differ
         between objects of the same kind."""
         ox, oy, oz = a["offset"]
         return x + ox, y + oy, z + oz
 
     def surface_colour(
-        self,
-        x: Tensor,
-        y: Tensor,
-        z: Tensor,
-        part: Tensor,
-        normal: tuple[Tensor, Tensor, Tensor],
-        g: Named,
-        a: Named,
+        self, points: Vec3, normal: Vec3, part: Tensor, g: Named, a: Named
     ) -> tuple[Tensor, Tensor]:
-        """Albedo [3, M] in [0, 1] and specular strength [M] at surface points on ``part`` [M]."""
+        """Albedo [3, M] in [0, 1] and specular strength [M] at surface ``points`` with unit
+        ``normal`` on material ``part`` [M] (an index into ``part_distances``)."""
         raise NotImplementedError
 
     def background(self, u: Tensor, v: Tensor, a: Named) -> Tensor:

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import torch
 
 from mimic3d.camera import split_label
-from mimic3d.data.synth.kind import ObjectKind
+from mimic3d.data.synth.kind import ObjectKind, Vec3
 from mimic3d.render import generate_rays, image_uv
 
 Tensor = torch.Tensor
@@ -208,7 +208,7 @@ def _shade_points(
         h = probe * kind.occlusion_scale
         sample = kind.distance(x + h * nx, y + h * ny, z + h * nz, g)
         occlusion = occlusion - weight * ((h - sample) / h).clamp(0.0, 1.0)
-    albedo, specular = kind.surface_colour(x, y, z, part, normal, g, a)
+    albedo, specular = kind.surface_colour((x, y, z), normal, part, g, a)
     lx, ly, lz = a["light"]
     diffuse = (nx * lx + ny * ly + nz * lz).clamp(min=0.0)
     hx, hy, hz = lx - dx, ly - dy, lz - dz
@@ -218,7 +218,7 @@ def _shade_points(
     return albedo * lighting + specular * highlight * (diffuse > 0)
 
 
-def _normal(kind: ObjectKind, g, x: Tensor, y: Tensor, z: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+def _normal(kind: ObjectKind, g, x: Tensor, y: Tensor, z: Tensor) -> Vec3:
     """Unit SDF gradient from four tetrahedral finite differences."""
     h = NORMAL_STEP
     nx = torch.zeros_like(x)
