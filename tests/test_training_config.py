@@ -168,6 +168,8 @@ def test_ablation_settings_switch_the_three_components():
             sr3d,
             adversarial,
         )
+        tiny = load("tiny-mimic3d-heads", ablation=setting)
+        assert (tiny.loss.imitation_l1 > 0) == imitation and tiny.loss.trains_3d_branch == (setting != "A")
 
 
 def test_resolved_config_round_trips_through_yaml(tmp_path):

@@ -109,6 +109,7 @@ def test_end_to_end_step_trains_both_branches(dataset, tmp_path):
     stats = trainer.stats.reduce()
     for key in (
         "Loss/G/imitation",
+        "Loss/G/imitation_l1",
         "Loss/G/patch",
         "Loss/D_patch/loss",
         "Loss/D_patch/reg",
@@ -116,4 +117,19 @@ def test_end_to_end_step_trains_both_branches(dataset, tmp_path):
         "Loss/D/reg",
     ):
         assert key in stats and stats[key]["num"] > 0, key
+    trainer.monitor.close()
+
+
+def test_pixel_imitation_alone_trains_the_3d_branch_without_lpips(dataset, tmp_path):
+    config = tiny_config(
+        "e2e", dataset, "loss.imitation_weight=0", "loss.patch_gan=0", "patch_discriminator=null"
+    )
+    trainer = Trainer(config, tmp_path / "l1", progress_bar=False)
+    assert trainer.lpips is None and trainer.nets.D_patch is None
+    before = {k: v.clone() for k, v in trainer.nets.G.state_dict().items()}
+    trainer.train_step()
+    changed = _changed(before, trainer.nets.G)
+    assert any(".block3." in k for k in changed), "S^3D received no gradient"
+    stats = trainer.stats.reduce()
+    assert stats["Loss/G/imitation_l1"]["num"] > 0 and stats["Loss/G/imitation_l1"]["mean"] > 0
     trainer.monitor.close()

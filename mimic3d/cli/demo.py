@@ -20,7 +20,7 @@ from mimic3d.data.synth import synth_dataset
 from mimic3d.losses.lpips import LPIPS_VGG_WEIGHTS, VGG16_WEIGHTS
 from mimic3d.training.loop import Trainer
 from mimic3d.training.presets import load_config
-from mimic3d.training.report import write_report
+from mimic3d.training.report import Report, write_report
 from mimic3d.training.rundir import new_run_dir
 
 DEMO_PRESETS = ("tiny-mimic3d-heads", "tiny-mimic3d-cars", "tiny-eg3d-heads")
@@ -108,16 +108,17 @@ def run_demo(args: argparse.Namespace) -> int:
     )
     report.files["snapshot"] = result.snapshot
     report.files["tensorboard logs"] = run_dir
-    summary = _summary(report.files, report.metrics, time.monotonic() - start, lpips)
+    summary = _summary(report, time.monotonic() - start, lpips)
     (report.folder / "README.txt").write_text(summary, encoding="utf-8")
     print(summary)
     return 0
 
 
-def _summary(files: dict[str, Path], metrics: dict[str, float], seconds: float, lpips: str) -> str:
+def _summary(report: Report, seconds: float, lpips: str) -> str:
     lines = [f"mimic3d demo finished in {seconds / 60:.1f} min (LPIPS: {lpips})", ""]
-    lines += [f"  {name:18s} {path}" for name, path in files.items()]
+    lines += [f"  {name:18s} {path}" for name, path in report.files.items()]
+    lines += [f"  note: {note}" for note in report.notes]
     lines += ["", "metrics (SWD x1e3: lower is better; reprojection PSNR: higher = more 3D-consistent):"]
-    lines += [f"  {name:40s} {value:.4f}" for name, value in sorted(metrics.items())]
-    lines += ["", f"  tensorboard --logdir {files['tensorboard logs']}", ""]
+    lines += [f"  {name:40s} {value:.4f}" for name, value in sorted(report.metrics.items())]
+    lines += ["", f"  tensorboard --logdir {report.files['tensorboard logs']}", ""]
     return "\n".join(lines)

@@ -102,6 +102,13 @@ def tile_grid(rows: Sequence[Sequence[np.ndarray]], gap: int = 0, background: in
     return np.concatenate(canvas_rows, axis=0)
 
 
+def enlarge(image: np.ndarray, factor: int) -> np.ndarray:
+    """Nearest-neighbour enlargement of uint8 [H, W, ...] by an integer ``factor`` (pixels stay sharp)."""
+    if factor < 1:
+        raise ValueError(f"factor: expected a positive int, got {factor}")
+    return image if factor == 1 else image.repeat(factor, axis=0).repeat(factor, axis=1)
+
+
 def save_png(path: str | os.PathLike, image: np.ndarray) -> Path:
     """Write uint8 [H, W, 3] (or [H, W]) to ``path``, creating its folder."""
     path = Path(path)

@@ -29,9 +29,12 @@ DEVICES = ("auto", "cpu", "cuda")
 class LossConfig:
     """Weights and lazy-regularisation intervals of the EG3D / Mimic3D objectives.
 
-    The 3D branch is trained (Mimic3D stage 2) when ``imitation_weight > 0`` or ``patch_gan > 0``:
-    a ``patch_resolution`` window of the full-resolution 3D render imitates the same window of the
-    stop-gradient 2D image (LPIPS), and ``patch_gan`` weights the patch discriminator's loss.
+    The 3D branch is trained (Mimic3D stage 2) when ``imitation_weight``, ``imitation_l1`` or
+    ``patch_gan`` is > 0: a ``patch_resolution`` window of the full-resolution 3D render imitates the
+    same window of the stop-gradient 2D image (LPIPS, weight ``imitation_weight``), and ``patch_gan``
+    weights the patch discriminator's loss. ``imitation_l1`` adds a mean absolute pixel difference on
+    the same windows: not in the paper (0 in its presets), but it gives the tiny CPU presets a teacher
+    signal when LPIPS runs with untrained weights.
     Intervals of None run the regulariser every step without lazy scaling.
     """
 
@@ -42,6 +45,7 @@ class LossConfig:
     density_reg_offset: float = 0.004
     density_reg_points: int = 1000
     imitation_weight: float = 0.0
+    imitation_l1: float = 0.0
     patch_gan: float = 0.0
     patch_r1_gamma: float = 1.0
     patch_r1_interval: int | None = 16
@@ -52,7 +56,7 @@ class LossConfig:
 
     @property
     def trains_3d_branch(self) -> bool:
-        return self.imitation_weight > 0 or self.patch_gan > 0
+        return self.imitation_weight > 0 or self.imitation_l1 > 0 or self.patch_gan > 0
 
 
 @dataclass
@@ -206,6 +210,7 @@ class TrainConfig:
             "density_reg",
             "density_reg_offset",
             "imitation_weight",
+            "imitation_l1",
             "patch_gan",
             "patch_r1_gamma",
         ):

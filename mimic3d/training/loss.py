@@ -173,11 +173,16 @@ class TriplaneGANLoss:
         stats = {"Loss/scores/fake": logits, "Loss/signs/fake": logits.sign(), "Loss/G/loss": adversarial}
         if loss_cfg.trains_3d_branch:
             patch, top, left = self._patch_3d(ws, chunk.gen_c, planes)
-            if loss_cfg.imitation_weight > 0:
+            if loss_cfg.imitation_weight > 0 or loss_cfg.imitation_l1 > 0:
                 teacher = crop_windows(fake["image"].detach(), top, left, loss_cfg.patch_resolution)
+            if loss_cfg.imitation_weight > 0:
                 imitation = imitation_loss(self.lpips, patch, teacher)
                 objective = objective + imitation.mean() * loss_cfg.imitation_weight
                 stats["Loss/G/imitation"] = imitation
+            if loss_cfg.imitation_l1 > 0:
+                pixel = (patch - teacher).abs().mean(dim=[1, 2, 3])
+                objective = objective + pixel.mean() * loss_cfg.imitation_l1
+                stats["Loss/G/imitation_l1"] = pixel
             if loss_cfg.patch_gan > 0:
                 patch_logits = self.run_D_patch(patch, progress.blur_sigma)
                 patch_loss = generator_logistic_loss(patch_logits) * loss_cfg.patch_gan

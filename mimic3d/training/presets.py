@@ -26,11 +26,17 @@ BASE_KEY = "base"
 MAX_BASE_DEPTH = 8
 
 # Mimic3D's ablation (paper Table 2): imitation loss, 3D super-resolution S^3D, 3D adversarial loss.
+# Without imitation, the tiny presets' extra pixel term (loss.imitation_l1) is off too.
 ABLATIONS: dict[str, dict[str, Any]] = {
-    "A": {"loss.imitation_weight": 0.0, "generator.sr3d": False, "loss.patch_gan": 0.0},
+    "A": {
+        "loss.imitation_weight": 0.0,
+        "loss.imitation_l1": 0.0,
+        "generator.sr3d": False,
+        "loss.patch_gan": 0.0,
+    },
     "B": {"loss.imitation_weight": 1.0, "generator.sr3d": False, "loss.patch_gan": 0.0},
     "C": {"loss.imitation_weight": 1.0, "generator.sr3d": True, "loss.patch_gan": 0.0},
-    "D": {"loss.imitation_weight": 0.0, "generator.sr3d": True},
+    "D": {"loss.imitation_weight": 0.0, "loss.imitation_l1": 0.0, "generator.sr3d": True},
     "E": {"loss.imitation_weight": 1.0, "generator.sr3d": True},
 }
 

@@ -19,15 +19,22 @@ from mimic3d.metrics import MetricProtocol, compute_metric
 from mimic3d.metrics.reprojection import ReprojectionProtocol, generator_reprojection_error
 from mimic3d.models.generator import TriplaneGenerator
 from mimic3d.tools.generate import generate_sample_grids, save_sample_grids
-from mimic3d.tools.imaging import save_png, tile_grid
+from mimic3d.tools.imaging import enlarge, save_png, tile_grid
 from mimic3d.tools.latents import seed_ws
-from mimic3d.tools.mesh import EG3D_LEVEL, seed_mesh, seed_volume
+from mimic3d.tools.mesh import EG3D_BORDER_FRACTION, EG3D_LEVEL, border_voxels, seed_mesh, seed_volume
 from mimic3d.tools.video import render_video
 from mimic3d.tools.viewpoints import camera_preset_for
 from mimic3d.training.evaluation import branch_generator
 from mimic3d.training.visuals import branch_rows, fixed_grid_inputs
 
 SAMPLE_SEEDS = (0, 1, 2, 3)
+# Pictures of small models are enlarged (nearest neighbour) to tiles of at least this many pixels, and
+# the 3D branch's video is rendered at up to this size: a NeRF renders at any resolution.
+DISPLAY_SIZE = 128
+
+
+def _display_factor(G: TriplaneGenerator) -> int:
+    return max(1, DISPLAY_SIZE // G.img_resolution)
 
 
 @dataclass
@@ -37,34 +44,53 @@ class Report:
     folder: Path
     files: dict[str, Path] = field(default_factory=dict)
     metrics: dict[str, float] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)  # what could not be produced, and why
 
 
 def write_samples(G: TriplaneGenerator, dataset: ImageDataset, report: Report, count: int = 8) -> None:
-    """``samples.png`` (rows: 2D image, raw, depth, 3D image, depth) and per-seed multi-view grids."""
+    """``samples.png`` (rows: 2D image, raw, depth, 3D image, depth) and per-seed multi-view grids,
+    enlarged to tiles of at least ``DISPLAY_SIZE`` pixels."""
     z, c = fixed_grid_inputs(dataset.labels, count, G.z_dim, seed=0)
     device = next(G.parameters()).device
     rows = branch_rows(G, z.to(device), c.to(device), ("2d", "3d"), G.config.neural_rendering_resolution)
-    report.files["samples"] = save_png(report.folder / "samples.png", tile_grid(list(rows.values()), gap=2))
+    factor = _display_factor(G)
+    grid = enlarge(tile_grid(list(rows.values()), gap=2), factor)
+    report.files["samples"] = save_png(report.folder / "samples.png", grid)
     grids = generate_sample_grids(G, list(SAMPLE_SEEDS), branch="both", progress=False)
+    grids = {seed: enlarge(picture, factor) for seed, picture in grids.items()}
     paths = save_sample_grids(grids, report.folder / "multiview")
     report.files["multiview grids"] = paths[0].parent
 
 
 def write_video(G: TriplaneGenerator, report: Report, frames: int) -> None:
-    """``multiview_3d.mp4``: an orbit of four seeds rendered by the 3D branch, with depth."""
+    """``multiview_3d.mp4``: an orbit of four seeds rendered by the 3D branch, with depth, at up to
+    ``DISPLAY_SIZE`` pixels (more than the training resolution for small models)."""
     path = report.folder / "multiview_3d.mp4"
+    resolution = G.img_resolution * min(_display_factor(G), 4)
     render_video(
-        G, path, list(SAMPLE_SEEDS), num_frames=frames, fps=24.0, branch="3d", depth=True, progress=False
+        G,
+        path,
+        list(SAMPLE_SEEDS),
+        num_frames=frames,
+        fps=24.0,
+        branch="3d",
+        depth=True,
+        resolution=resolution,
+        progress=False,
     )
     report.files["video"] = path
 
 
-def mesh_level(volume: np.ndarray) -> float:
-    """EG3D's level (raw sigma 10) when it cuts the volume; otherwise, for a barely trained model,
-    halfway between the median and the maximum density, so that the densest region still shows."""
-    if float(volume.min()) < EG3D_LEVEL < float(volume.max()):
+def mesh_level(volume: np.ndarray, border: int) -> float | None:
+    """EG3D's level (raw sigma 10) when it cuts the volume inside the border that marching cubes
+    keeps; otherwise, for a barely trained model, halfway between the median and the maximum density
+    there, so that the densest region still shows. None when that density is flat (no surface)."""
+    inner = volume[border:-border, border:-border, border:-border]
+    low, high = float(inner.min()), float(inner.max())
+    if low < EG3D_LEVEL < high:
         return EG3D_LEVEL
-    return float(np.median(volume) + volume.max()) / 2
+    level = (float(np.median(inner)) + high) / 2
+    return level if low < level < high else None
 
 
 def write_mesh(G: TriplaneGenerator, report: Report, resolution: int = 64, seed: int = 0) -> None:
@@ -72,8 +98,11 @@ def write_mesh(G: TriplaneGenerator, report: Report, resolution: int = 64, seed:
     preset = camera_preset_for(G)
     ws = seed_ws(G, [seed], preset)
     volume, planes = seed_volume(G, ws, resolution=resolution)
-    level = mesh_level(volume)
-    mesh, summary = seed_mesh(G, planes, volume, level=level)
+    level = mesh_level(volume, border_voxels(resolution, EG3D_BORDER_FRACTION))
+    if level is None:
+        report.notes.append(f"no mesh: seed {seed}'s density is flat inside the box")
+        return
+    mesh, summary = seed_mesh(G, planes, volume, level=level, border_fraction=EG3D_BORDER_FRACTION)
     report.metrics["mesh_level"] = level
     path = report.folder / f"mesh_seed{seed}.ply"
     mesh.export(path)

@@ -1,0 +1,56 @@
+"""``mimic3d demo`` end to end on a tiny budget, and the report's choices for barely trained models."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import PIL.Image
+import trimesh
+
+from mimic3d.cli.main import main
+from mimic3d.export import read_video
+from mimic3d.tools.mesh import EG3D_LEVEL
+from mimic3d.training.report import DISPLAY_SIZE, mesh_level
+
+
+def test_demo_writes_a_complete_report(tmp_path, capsys):
+    outdir = tmp_path / "demo"
+    args = ["--outdir", str(outdir), "--minutes", "0.01", "--images", "16", "--video-frames", "4"]
+    args += [
+        "--metric-images",
+        "16",
+        "generator.rendering.num_coarse=4",
+        "generator.rendering.num_importance=4",
+    ]
+    assert main(["demo", *args]) == 0
+    printed = capsys.readouterr().out
+    report = outdir / "report"
+    assert str(report / "samples.png") in printed and (report / "README.txt").read_text() in printed
+
+    # 32x32 tiles enlarged 4x: 5 rows (2D image/raw/depth, 3D image/depth) of 8 samples.
+    factor = DISPLAY_SIZE // 32
+    width, height = PIL.Image.open(report / "samples.png").size
+    assert (width, height) == (factor * (8 * 32 + 7 * 2), factor * (5 * 32 + 4 * 2))
+    assert len(list((report / "multiview").glob("seed*.png"))) == 4
+    frames, _ = read_video(report / "multiview_3d.mp4")
+    assert len(frames) == 4 and frames[0].shape[0] % 128 == 0  # the 3D branch rendered at 128
+
+    metrics = json.loads((report / "metrics.json").read_text())
+    for branch in ("2d", "3d"):
+        assert np.isfinite(metrics[f"{branch}/swd_x1e3_avg"]) and metrics[f"{branch}/reprojection_psnr"] > 0
+    mesh = trimesh.load(report / "mesh_seed0.ply")
+    assert len(mesh.vertices) == metrics["mesh_vertices"] > 0 and mesh.is_watertight
+    assert list((outdir / "runs").glob("*/events.out.tfevents.*"))
+
+
+def test_mesh_level_looks_inside_the_border_only():
+    volume = np.full((16, 16, 16), -5.0, np.float32)
+    volume[4:12, 4:12, 4:12] = np.linspace(-5, 0, 8)[:, None, None]  # never reaches EG3D's level
+    volume[0] = 50.0  # density in the border, which marching cubes never sees
+    level = mesh_level(volume, border=2)
+    inner = volume[2:-2, 2:-2, 2:-2]
+    assert inner.min() < level < inner.max() and level != EG3D_LEVEL
+    volume[6, 6, 6] = 20.0
+    assert mesh_level(volume, border=2) == EG3D_LEVEL
+    assert mesh_level(np.zeros((8, 8, 8), np.float32), border=1) is None
