@@ -62,7 +62,7 @@ def _render_full_image(sizes: RenderSizes, device: torch.device) -> list[dict]:
     samples = origins.shape[1] * SAMPLES_PER_RAY
     with torch.no_grad(), measure_peak_memory(device) as memory:
         seconds = timeit(lambda: renderer(planes[0], decoder, origins, directions), 1, 0, device)
-    chunk = f"{renderer.config.chunk_rays} rays per chunk"
+    chunk = f"{renderer.config.rays_per_chunk(torch.device(device))} rays per chunk"
     return [
         {
             "name": f"render fwd {res}x{res} x {SAMPLES_PER_RAY} (batch 1, chunked)",
