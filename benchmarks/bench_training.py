@@ -29,7 +29,7 @@ from benchmarks.common import BenchSettings, measure_peak_memory, synchronize
 from mimic3d.data.synth import synth_dataset
 from mimic3d.training.config import TrainConfig
 from mimic3d.training.loop import Trainer
-from mimic3d.training.presets import load_config
+from mimic3d.training.presets import SMOKE_OVERRIDES, SMOKE_PATCH_OVERRIDES, load_config
 
 # What the stage presets change relative to end to end: stage 1 trains the 2D branch only (no S^3D, no
 # imitation, no D^3D); stage 2 resumes, so no blur, no GPC fade, no EMA ramp-up, faster ADA.
@@ -49,33 +49,12 @@ BENCH_OVERRIDES = (
     "run.init_from=null",
     "run.init_required=false",
 )
-# --quick: the tiny presets cut to a few thousand parameters (a smoke test of every phase).
+# --quick: the shared smoke sizes, with every lazy regulariser due within two steps.
 QUICK_OVERRIDES = (
-    "generator.z_dim=8",
-    "generator.w_dim=8",
-    "generator.triplane_resolution=8",
-    "generator.triplane_channels=12",
-    "generator.channel_base=64",
-    "generator.channel_max=8",
-    "generator.sr_channels=[8,8]",
-    "generator.decoder_output_dim=4",
-    "generator.rendering.num_coarse=4",
-    "generator.rendering.num_importance=4",
-    "generator.neural_rendering_resolution=8",
-    "schedule.nrr_initial=8",
-    "discriminator.channel_base=64",
-    "discriminator.channel_max=8",
-    "discriminator.mapping_layers=2",
-    "loss.density_reg_points=64",
-    "run.batch_size=4",
+    *SMOKE_OVERRIDES,
     "loss.r1_interval=2",
     "loss.density_reg_interval=2",
     "loss.patch_r1_interval=2",
-)
-QUICK_PATCH_OVERRIDES = (
-    "patch_discriminator.channel_base=64",
-    "patch_discriminator.channel_max=8",
-    "patch_discriminator.mapping_layers=2",
 )
 PAPER_BATCH = 4
 
@@ -121,7 +100,7 @@ def case_config(case: TrainingCase, data_path: Path | str, device: torch.device)
         return load_config(case.preset, tail)[0]
     # The cut sizes go first: the family's keys decide whether D^3D exists (patch_discriminator=null).
     has_patch_d = load_config(case.preset, tail)[0].patch_discriminator is not None
-    quick = QUICK_OVERRIDES + (QUICK_PATCH_OVERRIDES if has_patch_d else ())
+    quick = QUICK_OVERRIDES + (SMOKE_PATCH_OVERRIDES if has_patch_d else ())
     return load_config(case.preset, [*quick, *tail])[0]
 
 

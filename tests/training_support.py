@@ -10,30 +10,12 @@ import torch
 from mimic3d.camera import PRESETS, sample_labels
 from mimic3d.data import DatasetWriter
 from mimic3d.training.config import TrainConfig
-from mimic3d.training.presets import apply_overrides, preset_dict
+from mimic3d.training.presets import SMOKE_OVERRIDES, SMOKE_PATCH_OVERRIDES, apply_overrides, preset_dict
 
 # Smaller than the demo preset: every code path, a fraction of the compute.
 TINY = [
-    "generator.z_dim=8",
-    "generator.w_dim=8",
-    "generator.triplane_resolution=8",
-    "generator.triplane_channels=12",
-    "generator.channel_base=64",
-    "generator.channel_max=8",
-    "generator.sr_channels=[8,8]",
-    "generator.decoder_output_dim=4",
-    "generator.rendering.num_coarse=4",
-    "generator.rendering.num_importance=4",
-    "generator.neural_rendering_resolution=8",
-    "schedule.nrr_initial=8",
-    "discriminator.channel_base=64",
-    "discriminator.channel_max=8",
-    "discriminator.mapping_layers=2",
-    "patch_discriminator.channel_base=64",
-    "patch_discriminator.channel_max=8",
-    "patch_discriminator.mapping_layers=2",
-    "loss.density_reg_points=64",
-    "run.batch_size=4",
+    *SMOKE_OVERRIDES,
+    *SMOKE_PATCH_OVERRIDES,
     "run.grid_size=0",
     "run.video_frames=0",
     "run.keep_snapshots=null",

@@ -41,6 +41,34 @@ ABLATIONS: dict[str, dict[str, Any]] = {
 }
 
 
+# The tiny presets cut to a few thousand parameters: smoke tests and `make bench --quick` run every
+# phase of a training step in milliseconds. The D^3D keys apply only to configs that have one.
+SMOKE_OVERRIDES: tuple[str, ...] = (
+    "generator.z_dim=8",
+    "generator.w_dim=8",
+    "generator.triplane_resolution=8",
+    "generator.triplane_channels=12",
+    "generator.channel_base=64",
+    "generator.channel_max=8",
+    "generator.sr_channels=[8,8]",
+    "generator.decoder_output_dim=4",
+    "generator.rendering.num_coarse=4",
+    "generator.rendering.num_importance=4",
+    "generator.neural_rendering_resolution=8",
+    "schedule.nrr_initial=8",
+    "discriminator.channel_base=64",
+    "discriminator.channel_max=8",
+    "discriminator.mapping_layers=2",
+    "loss.density_reg_points=64",
+    "run.batch_size=4",
+)
+SMOKE_PATCH_OVERRIDES: tuple[str, ...] = (
+    "patch_discriminator.channel_base=64",
+    "patch_discriminator.channel_max=8",
+    "patch_discriminator.mapping_layers=2",
+)
+
+
 def _preset_dir() -> Path:
     return Path(str(resources.files("mimic3d.training") / PRESET_FOLDER))
 
