@@ -24,6 +24,7 @@ from pathlib import Path
 import torch
 
 from benchmarks.common import BenchSettings, machine_description, matmul_gflops, matmul_size, resolve_device
+from mimic3d.runtime import tune_cpu_allocator
 
 SUITES = {
     "render": "volume renderer samples/s (forward, forward+backward, Mimic3D patch) and peak memory",
@@ -116,6 +117,7 @@ def _matmul_row(rate: float, device: str, when: str, size: int) -> dict:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    malloc_tuned = tune_cpu_allocator()  # as the mimic3d command does (mimic3d.runtime)
     if args.threads is not None:
         torch.set_num_threads(args.threads)
     device = args.device
@@ -144,7 +146,8 @@ def main(argv: list[str] | None = None) -> int:
     command = " ".join(sys.argv[1:] if argv is None else argv)
     section = (
         f"\n## {stamp} ({device.type}{', quick' if args.quick else ''})\n\n"
-        f"- machine: {machine_description(device)}\n"
+        f"- machine: {machine_description(device)}; glibc malloc thresholds raised: "
+        f"{'yes' if malloc_tuned else 'no'} (mimic3d.runtime)\n"
         f"- command: `python -m benchmarks.run {command}`\n"
         f"- wall time: {', '.join(durations)}\n\n"
         f"{format_table(rows)}\n"

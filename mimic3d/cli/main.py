@@ -13,6 +13,7 @@ import importlib
 import sys
 
 from mimic3d import __version__
+from mimic3d.runtime import tune_cpu_allocator
 
 # Command name (= module under mimic3d.cli) -> one-line help shown by ``mimic3d --help``.
 COMMANDS: dict[str, str] = {
@@ -56,6 +57,7 @@ def main(argv: list[str] | None = None) -> int:
     if getattr(args, "func", None) is None:
         parser.print_help()
         return 0
+    tune_cpu_allocator()  # reuse freed activations instead of faulting them back in (mimic3d.runtime)
     try:
         return int(args.func(args) or 0)
     except (ValueError, FileNotFoundError) as err:
