@@ -24,7 +24,7 @@ from pathlib import Path
 import torch
 
 from benchmarks.common import BenchSettings, machine_description, matmul_gflops, matmul_size, resolve_device
-from mimic3d.runtime import tune_cpu_allocator
+from mimic3d.runtime import tune_cpu_allocator, tuning_requested
 
 SUITES = {
     "render": "volume renderer samples/s (forward, forward+backward, Mimic3D patch) and peak memory",
@@ -117,7 +117,7 @@ def _matmul_row(rate: float, device: str, when: str, size: int) -> dict:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    malloc_tuned = tune_cpu_allocator()  # as the mimic3d command does (mimic3d.runtime)
+    malloc_tuned = tuning_requested() and tune_cpu_allocator()  # as the mimic3d command does
     if args.threads is not None:
         torch.set_num_threads(args.threads)
     device = args.device

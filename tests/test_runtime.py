@@ -9,6 +9,8 @@ import sys
 
 import pytest
 
+from mimic3d.runtime import tuning_requested
+
 # Allocates, touches and frees a 64 MiB tensor a few times, then reports the page faults of one more
 # round (the first rounds may still be growing the heap).
 PROBE = """
@@ -28,10 +30,8 @@ print(json.dumps({"tuned": tuned,
 """
 
 
-def _probe(mode: str, switch: str | None = None) -> dict:
+def _probe(mode: str) -> dict:
     env = {k: v for k, v in os.environ.items() if k != "MIMIC3D_MALLOC_TUNING"}
-    if switch is not None:
-        env["MIMIC3D_MALLOC_TUNING"] = switch
     command = [sys.executable, "-c", PROBE, mode]
     out = subprocess.run(command, env=env, capture_output=True, text=True, check=True)
     return json.loads(out.stdout.strip().splitlines()[-1])
@@ -48,5 +48,8 @@ def test_freed_tensors_are_reused_instead_of_faulted_back_in():
     assert untouched["faults"] > pages // 2, (tuned, untouched, pages)
 
 
-def test_the_switch_turns_the_tuning_off():
-    assert _probe("tune", switch="0")["tuned"] is False
+def test_only_an_explicit_switch_asks_for_the_tuning(monkeypatch):
+    monkeypatch.delenv("MIMIC3D_MALLOC_TUNING", raising=False)
+    assert not tuning_requested()
+    monkeypatch.setenv("MIMIC3D_MALLOC_TUNING", "1")
+    assert tuning_requested()

@@ -13,7 +13,7 @@ import importlib
 import sys
 
 from mimic3d import __version__
-from mimic3d.runtime import tune_cpu_allocator
+from mimic3d.runtime import tune_cpu_allocator, tuning_requested
 
 # Command name (= module under mimic3d.cli) -> one-line help shown by ``mimic3d --help``.
 COMMANDS: dict[str, str] = {
@@ -57,7 +57,8 @@ def main(argv: list[str] | None = None) -> int:
     if getattr(args, "func", None) is None:
         parser.print_help()
         return 0
-    tune_cpu_allocator()  # reuse freed activations instead of faulting them back in (mimic3d.runtime)
+    if tuning_requested():  # MIMIC3D_MALLOC_TUNING=1: faster CPU forwards, more memory (mimic3d.runtime)
+        tune_cpu_allocator()
     try:
         return int(args.func(args) or 0)
     except (ValueError, FileNotFoundError) as err:
