@@ -23,7 +23,8 @@ class TriplaneField:
 
     planes: [N, 3, C, S, S] or a sequence of them (Mimic3D: coarse 256^2 + residual 512^2);
     decoder: features [..., C] -> (colour, raw sigma), e.g. ``TriplaneDecoder``;
-    colour_channels: decode only that many colour channels (the decoder must accept the keyword).
+    colour_channels: return only that many colour channels (decoders that take the keyword, like
+    ``TriplaneDecoder``, then skip computing the others).
     """
 
     def __init__(
