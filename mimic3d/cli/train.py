@@ -112,10 +112,6 @@ def run_train(args: argparse.Namespace) -> int:
     if args.print_config:
         print(config_to_yaml(config), end="")
         return 0
-    if config.data.path is None:
-        raise ValueError(
-            "data.path: no training set given; add data.path=PATH (an EG3D-format zip or folder)"
-        )
     process = setup_processes(config.run.device)
     try:
         if snapshot is None:
