@@ -32,7 +32,10 @@ def load_generator(path: str | os.PathLike, device: str | torch.device = "cpu") 
     """The EMA tri-plane generator of a checkpoint (portable or official pickle), in eval mode."""
     G = load(path, device)
     if not isinstance(G, TriplaneGenerator):
-        raise ValueError(f"{path}: holds a {type(G).__name__}, expected a tri-plane generator")
+        raise ValueError(
+            f"{path}: holds a {type(G).__name__}, expected a tri-plane generator (give the checkpoint "
+            "folder, or its G_ema network folder)"
+        )
     return G
 
 

@@ -11,6 +11,7 @@ import contextlib
 import multiprocessing
 import time
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import PIL.Image
@@ -169,5 +170,6 @@ def synth_dataset(
             bar.update(len(images))
     seconds = time.perf_counter() - start
     if preview is not None:
+        Path(preview).parent.mkdir(parents=True, exist_ok=True)
         contact_sheet(first_images).save(preview, optimize=True)
     return SynthStats(count=num, seconds=seconds)
