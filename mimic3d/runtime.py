@@ -23,8 +23,10 @@ import ctypes
 import ctypes.util
 import os
 import sys
+from typing import TYPE_CHECKING
 
-import torch
+if TYPE_CHECKING:
+    import torch
 
 # mallopt parameter numbers from glibc's <malloc.h>.
 _M_TRIM_THRESHOLD = -1
@@ -40,6 +42,8 @@ DEVICES = ("auto", "cpu", "cuda", "mps")
 def resolve_device(device: str | torch.device = "auto", name: str = "device") -> torch.device:
     """ "auto" -> CUDA if available, else MPS if available, else CPU; a named device ("cuda", "cuda:1",
     "mps", "cpu" or a ``torch.device``) must exist here, else ValueError naming ``name``."""
+    import torch  # here, so that the console script starts without loading torch
+
     if isinstance(device, str) and device == "auto":
         cuda, mps = torch.cuda.is_available(), torch.backends.mps.is_available()
         return torch.device("cuda" if cuda else "mps" if mps else "cpu")

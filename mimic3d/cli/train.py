@@ -23,6 +23,7 @@ from mimic3d.training.distributed import broadcast_object, setup_processes, tear
 from mimic3d.training.loop import Trainer, TrainingDiverged
 from mimic3d.training.presets import (
     ABLATIONS,
+    apply_overrides,
     build_config,
     config_to_yaml,
     load_config,
@@ -112,7 +113,8 @@ def resumed_config(snapshot: Path, overrides: list[str]) -> TrainConfig:
     import json
 
     record = json.loads((snapshot / STATE_JSON).read_text(encoding="utf-8"))
-    return build_config(record["extra"]["config"], overrides, f"config of {snapshot}")
+    data = apply_overrides(record["extra"]["config"], overrides)
+    return build_config(data, overrides, f"config of {snapshot}")
 
 
 def log_start_failure(run_dir: Path, err: BaseException) -> None:

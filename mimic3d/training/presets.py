@@ -265,8 +265,9 @@ def load_config(
 
 
 def build_config(data: dict[str, Any], overrides: Iterable[str], where: str) -> TrainConfig:
-    """``TrainConfig.from_dict(data)``; an inconsistency that a KEY=VALUE override caused is
-    blamed on that override, not on the preset (``override loss.r1_gamma=-1: ...``)."""
+    """``TrainConfig.from_dict(data)`` of ``data`` with ``overrides`` already applied; an
+    inconsistency that one of them caused is blamed on that override, not on the preset
+    (``override loss.r1_gamma=-1: ...``)."""
     try:
         return TrainConfig.from_dict(data, where=where)
     except ValueError as err:
