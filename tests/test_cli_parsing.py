@@ -49,6 +49,10 @@ def test_overrides_may_follow_any_flag(capsys):
         capsys, ["train", "--print-config", "--outdir", "o", "tiny-eg3d-heads", "run.seed=4"]
     )
     assert config["run"]["seed"] == 4
+    config = _printed_config(capsys, ["train", "run.seed=5", "tiny-eg3d-heads", "--print-config"])
+    assert config["run"]["seed"] == 5 and config["description"].startswith("tiny EG3D")
+    message = _error(capsys, ["train", "tiny-eg3d-heads", "eg3d-ffhq512", "--print-config"])
+    assert message.startswith("mimic3d train: error: preset: expected one PRESET")
 
 
 def test_python_dash_m_is_the_console_script():

@@ -82,10 +82,13 @@ def list_presets() -> None:
 
 
 def _split_preset(args: argparse.Namespace) -> tuple[str | None, list[str]]:
-    """A KEY=VALUE given where the preset goes (``--resume X key=value``) is an override."""
-    if args.preset is not None and "=" in args.preset:
-        return None, [args.preset, *args.overrides]
-    return args.preset, list(args.overrides)
+    """(PRESET, overrides) from the positionals in any order: the one word without '=' is the preset
+    (``data.path=x eg3d-ffhq512`` works too), every KEY=VALUE an override."""
+    words = [w for w in [args.preset, *args.overrides] if w is not None]
+    presets = [w for w in words if "=" not in w]
+    if len(presets) > 1:
+        raise ValueError(f"preset: expected one PRESET and KEY=VALUE overrides, got {presets}")
+    return (presets[0] if presets else None), [w for w in words if "=" in w]
 
 
 def resolve_resume(args: argparse.Namespace, preset: str | None) -> tuple[Path, Path]:
