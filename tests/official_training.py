@@ -120,7 +120,9 @@ def train_config(fx: Fixture, augment_p: float | None = None) -> TrainConfig:
         sr_num_fp16_res=0,
         sr_noise_mode=rendering["superresolution_noise_mode"],
         decoder_output_dim=32,
-        rendering=RenderConfig.from_eg3d_kwargs(rendering, convention="xyz" if mimic else "eg3d", perturb=False),
+        rendering=RenderConfig.from_eg3d_kwargs(
+            rendering, convention="xyz" if mimic else "eg3d", perturb=False
+        ),
         aware3d=mimic,
         aware3d_min_resolution=min(g.get("aware3d_res") or [4]),
         sr3d=mimic,
@@ -264,7 +266,11 @@ class Tape:
         return cls([(k.rsplit(".", 1)[1], fx.tensors[k]) for k in keys])
 
     def _pop(self, kind: str, size: tuple, dtype: torch.dtype | None) -> Tensor:
-        shape = tuple(size[0]) if len(size) == 1 and isinstance(size[0], (tuple, list, torch.Size)) else tuple(size)
+        shape = (
+            tuple(size[0])
+            if len(size) == 1 and isinstance(size[0], (tuple, list, torch.Size))
+            else tuple(size)
+        )
         queue = self.queues.get((kind, shape))
         if not queue:
             raise AssertionError(f"our code drew torch.{kind}{list(shape)}, which the official phase did not")
@@ -282,7 +288,9 @@ class Tape:
         queue = self.queues.get(("randint", int(high)))
         count = math.prod(size)
         if not queue or len(queue) < count:
-            raise AssertionError(f"our code drew torch.randint({high}, {list(size)}) beyond the official draws")
+            raise AssertionError(
+                f"our code drew torch.randint({high}, {list(size)}) beyond the official draws"
+            )
         return torch.tensor([queue.popleft() for _ in range(count)], dtype=torch.int64).reshape(size)
 
     def leftover(self) -> list[str]:
@@ -324,5 +332,7 @@ def assert_matches(ours: Tensor, stored: Tensor, scale: float, what: str) -> flo
     rtol = 2.0**-23 if stored.dtype == torch.float32 else 1e-9
     error = float((ours - theirs).norm())
     bound = rtol * float(theirs.norm()) + 1e-12 * scale * theirs.numel() ** 0.5
-    assert error <= bound, f"{what}: |ours - official| = {error:.3e} > {bound:.3e} (relative {relative_l2(ours, theirs):.2e})"
+    assert error <= bound, (
+        f"{what}: |ours - official| = {error:.3e} > {bound:.3e} (relative {relative_l2(ours, theirs):.2e})"
+    )
     return relative_l2(ours, theirs)

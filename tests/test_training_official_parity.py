@@ -16,6 +16,17 @@ import math
 
 import pytest
 import torch
+from official_training import (
+    PHASE_NAMES,
+    FixedPerceptual,
+    Tape,
+    assert_matches,
+    augment_pipe,
+    float64_mode,
+    load_fixture,
+    networks,
+    train_config,
+)
 
 from mimic3d.training.augment import AdaptiveProbability
 from mimic3d.training.distributed import ProcessInfo
@@ -25,17 +36,6 @@ from mimic3d.training.monitor import StatsCollector
 from mimic3d.training.networks import Networks
 from mimic3d.training.optimization import build_phases
 from mimic3d.training.schedule import progress_at
-from official_training import (
-    PHASE_NAMES,
-    FixedPerceptual,
-    Tape,
-    augment_pipe,
-    float64_mode,
-    load_fixture,
-    networks,
-    assert_matches,
-    train_config,
-)
 
 EG3D_PHASES = ["Gmain", "Greg", "Dmain", "Dreg"]
 MIMIC3D_PHASES = [*EG3D_PHASES, "D_patchmain", "D_patchreg"]
@@ -46,7 +46,11 @@ CASES = [("eg3d", point, phase) for point in ("start", "mid") for phase in EG3D_
 REPORTS = {
     "Gmain": {"Loss/G/loss": "Loss/G/loss", "Loss/scores/fake": "Loss/scores/fake"},
     "Greg": {},
-    "Dmain": {"Loss/scores/fake": "Loss/scores/fake", "Loss/scores/real": "Loss/scores/real", "Loss/D/loss": "Loss/D/loss"},
+    "Dmain": {
+        "Loss/scores/fake": "Loss/scores/fake",
+        "Loss/scores/real": "Loss/scores/real",
+        "Loss/D/loss": "Loss/D/loss",
+    },
     "Dreg": {"Loss/scores/real": "Loss/scores/real", "Loss/D/reg": "Loss/D/reg"},
     "D_patchmain": {
         "Loss/scores/patch_fake": "Loss/scores/patch_fake",
@@ -87,14 +91,18 @@ def run_phase(fx, point: str, phase: str):
         config = train_config(fx, spec["augment_p"])
         nets = networks(fx, config)
         lpips = FixedPerceptual(fx.weights("perceptual")) if fx.mimic else None
-        loss = TriplaneGANLoss(config, nets["G"], nets["D"], nets.get("D_patch"), augment_pipe(config), None, lpips)
+        loss = TriplaneGANLoss(
+            config, nets["G"], nets["D"], nets.get("D_patch"), augment_pipe(config), None, lpips
+        )
         x = inputs(fx)
         chunk = Chunk(x["real_img"], x["real_c"], x["gen_z"], x["gen_c"])
         module = nets[network_of(phase)]
         module.requires_grad_(True)
         tape = Tape.from_fixture(fx, f"{point}.{phase}")
         with tape.active():
-            result = loss.accumulate(PHASE_NAMES[phase], chunk, fx.meta["gain"], progress_at(config, spec["cur_nimg"]))
+            result = loss.accumulate(
+                PHASE_NAMES[phase], chunk, fx.meta["gain"], progress_at(config, spec["cur_nimg"])
+            )
         grads = {name: p.grad for name, p in module.named_parameters() if p.grad is not None}
     return result.stats, grads, tape.leftover(), nets
 
@@ -104,7 +112,10 @@ def compare_gradients(fx, point: str, phase: str, grads: dict[str, torch.Tensor]
     stored = {k[len(prefix) :]: v for k, v in fx.tensors.items() if k.startswith(prefix)}
     assert sorted(grads) == sorted(stored), "gradient names differ from the official phase's"
     scale = max(float(v.double().abs().max()) for v in stored.values())
-    return {name: assert_matches(ours, stored[name], scale, f"{point} {phase} {name}") for name, ours in grads.items()}
+    return {
+        name: assert_matches(ours, stored[name], scale, f"{point} {phase} {name}")
+        for name, ours in grads.items()
+    }
 
 
 @pytest.mark.parametrize(("method", "point", "phase"), CASES)
@@ -127,6 +138,43 @@ def test_phase_matches_official(method, point, phase):
         assert torch.allclose(w_avg, fx.tensors[f"{point}.Dmain.w_avg"], rtol=1e-12, atol=1e-14)
 
 
+@pytest.mark.parametrize(
+    ("method", "phase"), [("eg3d", p) for p in EG3D_PHASES] + [("mimic3d", p) for p in MIMIC3D_PHASES]
+)
+def test_float32_phase_is_within_the_float32_envelope(method, phase):
+    """Our float32 training path (the one users run) against the official float64 result, mid-schedule.
+
+    Float32 gradients of small random networks carry up to ~7e-4 relative L2 of rounding against
+    float64 (official code and ours alike, measured on other fixtures; <= 7e-5 on these); 1.5e-3
+    over the whole phase is twice that envelope, while a wrong term (R1 on the pre-blur image:
+    5e-2) still fails.
+    """
+    fx = fixture(method)
+    spec = fx.meta["points"]["mid"]
+    config = train_config(fx, spec["augment_p"])
+    nets = {k: v.float() for k, v in networks(fx, config).items()}
+    lpips = FixedPerceptual(fx.weights("perceptual")).float() if fx.mimic else None
+    loss = TriplaneGANLoss(
+        config, nets["G"], nets["D"], nets.get("D_patch"), augment_pipe(config), None, lpips
+    )
+    x = {k: v.float() for k, v in inputs(fx).items()}
+    module = nets[network_of(phase)]
+    module.requires_grad_(True)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        with Tape.from_fixture(fx, f"mid.{phase}").active():
+            chunk = Chunk(x["real_img"], x["real_c"], x["gen_z"], x["gen_c"])
+            loss.accumulate(PHASE_NAMES[phase], chunk, fx.meta["gain"], progress_at(config, spec["cur_nimg"]))
+    finally:
+        torch.set_num_threads(threads)
+    ours = {name: p.grad for name, p in module.named_parameters() if p.grad is not None}
+    stored = fx.grads("mid", phase)
+    diff = sum(float((ours[n].double().reshape(v.shape) - v).square().sum()) for n, v in stored.items())
+    norm = sum(float(v.square().sum()) for v in stored.values())
+    assert (diff / norm) ** 0.5 <= 1.5e-3
+
+
 def test_r1_on_the_pre_blur_input_is_not_the_official_one():
     """``loss.r1_target=input`` (StyleGAN2-ADA's R1) differs from the official R1 while the blur is on."""
     fx = fixture("eg3d")
@@ -138,8 +186,9 @@ def test_r1_on_the_pre_blur_input_is_not_the_official_one():
         x = inputs(fx)
         nets["D"].requires_grad_(True)
         with Tape.from_fixture(fx, "start.Dreg").active():
-            stats = loss.accumulate("Dreg", Chunk(x["real_img"], x["real_c"], x["gen_z"], x["gen_c"]), 3.0,
-                                    progress_at(config, 0)).stats
+            stats = loss.accumulate(
+                "Dreg", Chunk(x["real_img"], x["real_c"], x["gen_z"], x["gen_c"]), 3.0, progress_at(config, 0)
+            ).stats
     official = fx.report("start", "Dreg", "Loss/D/reg")
     gap = float((stats["Loss/D/reg"].reshape(official.shape) - official).abs().max() / official.abs().max())
     assert gap > 1e-3  # a different quantity, not rounding
@@ -173,7 +222,9 @@ def _trainer(fx, config, nets, G_ema) -> Trainer:
     trainer.config, trainer.process = config, ProcessInfo(rank=0, world=1, device=torch.device("cpu"))
     trainer.nets = Networks(nets["G"], G_ema, nets["D"], nets.get("D_patch"))
     trainer.augment_pipe = augment_pipe(config)
-    trainer.ada = AdaptiveProbability(config.augment.target, config.augment.interval, config.augment.speed_kimg)
+    trainer.ada = AdaptiveProbability(
+        config.augment.target, config.augment.interval, config.augment.speed_kimg
+    )
     trainer.lpips = FixedPerceptual(fx.weights("perceptual")) if fx.mimic else None
     trainer.phases = build_phases(config, nets["G"], nets["D"], nets.get("D_patch"))
     trainer.loss = TriplaneGANLoss(
@@ -200,7 +251,9 @@ def test_full_step_matches_official(method):
                 if t.is_floating_point() and t.numel() > 0:
                     t.copy_((0.75 * t).half().double())  # the fixture's G_ema: f16(0.75 * G)
         before = {"G": nets["G"], "G_ema": G_ema, "D": nets["D"], "D_patch": nets.get("D_patch")}
-        before = {n: {k: v.clone() for k, v in m.state_dict().items()} for n, m in before.items() if m is not None}
+        before = {
+            n: {k: v.clone() for k, v in m.state_dict().items()} for n, m in before.items() if m is not None
+        }
         trainer = _trainer(fx, config, nets, G_ema)
         assert [p.name for p in trainer.phases] == [PHASE_NAMES[p] for p in step["phases"]]
         for phase in trainer.phases:  # Adam's lazy-regularisation scaling as the official loop
@@ -221,7 +274,11 @@ def test_full_step_matches_official(method):
         assert tape.leftover() == []
         after = {"G": nets["G"], "G_ema": G_ema, "D": nets["D"], "D_patch": nets.get("D_patch")}
         scale = {
-            name: max(float(v.double().abs().max()) for k, v in fx.tensors.items() if k.startswith(f"step.delta.{name}."))
+            name: max(
+                float(v.double().abs().max())
+                for k, v in fx.tensors.items()
+                if k.startswith(f"step.delta.{name}.")
+            )
             for name in before
         }
         worst = {}

@@ -465,5 +465,6 @@ def synthesize_residual_planes(
     """S^3D: P^c [N, 3, C, R, R] and ws [N, num_ws, w_dim] -> P^r [N, 3, C, 2R, 2R] (driven by the last w)."""
     block3d = getattr(synthesis, f"b3d{synthesis.img_resolution}")
     n = coarse.shape[0]
-    residual = block3d.residual(coarse.flatten(1, 2), ws[:, -1].to(torch.get_default_dtype()), noise_mode=noise_mode)
+    w_last = ws[:, -1].to(torch.get_default_dtype())
+    residual = block3d.residual(coarse.flatten(1, 2), w_last, noise_mode=noise_mode)
     return residual.view(n, 3, -1, *residual.shape[-2:])

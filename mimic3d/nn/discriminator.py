@@ -215,9 +215,10 @@ class DiscriminatorEpilogue(nn.Module):
                 f"DiscriminatorEpilogue: x must be [N, {self.in_channels}, {self.resolution}, "
                 f"{self.resolution}], got {list(x.shape)}"
             )
-        x = x.to(dtype=torch.get_default_dtype(), memory_format=torch.contiguous_format)
+        dtype = torch.get_default_dtype()
+        x = x.to(dtype=dtype, memory_format=torch.contiguous_format)
         if self.architecture == "skip":
-            x = x + self.fromrgb(img.to(dtype=torch.get_default_dtype(), memory_format=torch.contiguous_format))
+            x = x + self.fromrgb(img.to(dtype=dtype, memory_format=torch.contiguous_format))
         if self.mbstd is not None:
             x = self.mbstd(x)
         x = self.conv(x)

@@ -9,7 +9,8 @@ beat two separable 1-D passes for the 4x4 filters StyleGAN uses, so 2-D filters 
 only filters stored 1-D (``setup_filter(..., separable=True)``) run as two passes.
 
 Filters follow the official layout: ``[fh, fw]`` (2-D) or ``[taps]`` (separable), in the default
-dtype (float32 unless a float64 test sets it), normalised to unit DC gain; ``setup_filter([1, 3, 3, 1])`` is the 4x4 outer product / 64.
+dtype (float32 unless a float64 test sets it), normalised to unit DC gain;
+``setup_filter([1, 3, 3, 1])`` is the 4x4 outer product / 64.
 """
 
 from __future__ import annotations
