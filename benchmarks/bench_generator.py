@@ -74,7 +74,9 @@ def forward_cases(settings: BenchSettings) -> list[ForwardCase]:
         ForwardCase("mimic3d-ffhq512-stage2", "3d", 512, 1, 1, 0),
         ForwardCase("mimic3d-ffhq512-stage2", "3d", 256, 1, 1, 0),
         ForwardCase("mimic3d-ffhq512-stage2", "3d", 128, 2, 2, 1, compare_official=True, count_flops=True),
-        ForwardCase("mimic3d-ffhq512-stage2", "2d", RENDER_2D, 2, 2, 1, compare_official=True, count_flops=True),
+        ForwardCase(
+            "mimic3d-ffhq512-stage2", "2d", RENDER_2D, 2, 2, 1, compare_official=True, count_flops=True
+        ),
         ForwardCase("eg3d-ffhq512", "2d", RENDER_2D, 2, 1, 1),
     ]
 

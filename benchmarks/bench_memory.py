@@ -48,7 +48,8 @@ class SearchTarget:
 def search_targets(quick: bool) -> list[SearchTarget]:
     if quick:
         return [SearchTarget("tiny-mimic3d", "2d", 16), SearchTarget("tiny-mimic3d", "3d", 32)]
-    return [SearchTarget("mimic3d-ffhq512-stage2", "2d", RENDER_2D), SearchTarget("mimic3d-ffhq512-stage2", "3d", 512)]
+    name = "mimic3d-ffhq512-stage2"
+    return [SearchTarget(name, "2d", RENDER_2D), SearchTarget(name, "3d", 512)]
 
 
 @dataclass
