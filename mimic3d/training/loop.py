@@ -432,6 +432,8 @@ class Trainer:
             "Progress/augment": 0.0 if self.augment_pipe is None else float(self.augment_pipe.p),
             "Timing/sec_per_kimg": sec_per_kimg,
             "Timing/total_sec": now - self._start_time,
+            # user + sys seconds of this process (all threads): a budget that a busy machine keeps
+            "Timing/cpu_sec": time.process_time(),
         }
         if self.process.device.type == "cuda":
             scalars["Resources/peak_gpu_mem_gb"] = (
