@@ -7,9 +7,12 @@ Accepted, for ``mimic3d.load``, ``load_networks``, every tool command, ``mimic3d
 - a snapshot folder (``<run>/snapshots/snapshot-N``) or any portable checkpoint folder;
 - a network folder inside one (``<checkpoint>/G_ema``, ``.../G``, ``.../D``): that network alone,
   and also its ``model.safetensors`` file;
-- a portable ``.safetensors`` file, or an official EG3D/Mimic3D network pickle.
+- a portable ``.safetensors`` file, or an official EG3D/Mimic3D network pickle;
+- the name of a built-in model (``heads64``, see ``builtin``) when no file or folder has that name:
+  its shipped file, checked against its SHA-256.
 
-``~`` and ``$VARIABLES`` are expanded. Nothing is read beyond the small pointer and index files.
+``~`` and ``$VARIABLES`` are expanded. Nothing is read beyond the small pointer and index files (and
+a built-in model's file, to check it).
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from mimic3d.checkpoints.builtin import builtin_file, builtin_names, is_builtin_name
 from mimic3d.checkpoints.portable import CHECKPOINT_FILE, CONFIG_FILE, WEIGHTS_FILE
 from mimic3d.paths import expand_path
 
@@ -29,16 +33,21 @@ SNAPSHOT_DIR = "snapshots"
 @dataclass(frozen=True)
 class CheckpointLocation:
     """A resolved checkpoint: ``path`` to read; ``network`` names the one network a network folder
-    holds (None for a whole checkpoint); ``run_dir`` is the run folder it belongs to, if any."""
+    holds (None for a whole checkpoint); ``run_dir`` is the run folder it belongs to, if any;
+    ``builtin`` the built-in model's name when ``path`` is a shipped model."""
 
     path: Path
     network: str | None = None
     run_dir: Path | None = None
+    builtin: str | None = None
 
     @property
     def results_dir(self) -> Path:
-        """Where results about this checkpoint belong: its run folder, else the folder holding it."""
-        return self.run_dir if self.run_dir is not None else self.path.absolute().parent
+        """Where results about this checkpoint belong: its run folder, else the folder holding it
+        (the current folder for a built-in model: the installed package may be read-only)."""
+        if self.run_dir is not None:
+            return self.run_dir
+        return Path.cwd() if self.builtin is not None else self.path.absolute().parent
 
 
 def is_run_dir(path: Path) -> bool:
@@ -65,9 +74,13 @@ def _run_of(snapshot: Path) -> Path | None:
 
 def resolve_checkpoint(path: str | os.PathLike) -> CheckpointLocation:
     """The checkpoint ``path`` names (see the module docstring); FileNotFoundError when it does not exist."""
+    name = os.fspath(path)
     path = Path(expand_path(path))
+    if not path.exists() and is_builtin_name(name):
+        return CheckpointLocation(builtin_file(name), builtin=name)
     if not path.exists():
-        raise FileNotFoundError(f"checkpoint not found: {path}")
+        names = ", ".join(builtin_names())
+        raise FileNotFoundError(f"checkpoint not found: {path} (built-in models: {names})")
     if path.is_file() and path.name == WEIGHTS_FILE and (path.parent / CONFIG_FILE).is_file():
         path = path.parent  # a network folder's weights: the folder has its config
     if not path.is_dir():

@@ -6,16 +6,19 @@ and ``from_dict`` names every unknown or ill-typed field by its dotted path
 (see ``mimic3d.training.presets``). Durations given "at batch 32" are scaled by batch / 32 exactly
 as EG3D does when ``schedule.scale_with_batch`` is true (blur fade and EMA half-life).
 Path fields (``PATH_FIELDS``) are stored expanded (``~``, ``$VARS``) and absolute, so a saved config
-names the same files when a run is resumed from another folder.
+names the same files when a run is resumed from another folder; a built-in model's name in
+``run.init_from`` (``heads64``) stays a name.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import math
+import os
 from dataclasses import dataclass, field
 from typing import Any
 
+from mimic3d.checkpoints.builtin import is_builtin_name
 from mimic3d.metrics.protocols import get_protocol
 from mimic3d.models.config import GeneratorConfig
 from mimic3d.models.discriminator import DualDiscriminatorConfig
@@ -160,7 +163,9 @@ class TrainConfig:
         for key in PATH_FIELDS:
             section, name = key.split(".")
             value = getattr(getattr(self, section), name)
-            if isinstance(value, str):
+            # A built-in model's name (run.init_from=heads64) stays a name unless a file has it.
+            keep_name = key == "run.init_from" and is_builtin_name(value) and not os.path.exists(value)
+            if isinstance(value, str) and not keep_name:
                 setattr(getattr(self, section), name, absolute_path(value))
         self.validate()
 

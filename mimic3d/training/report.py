@@ -1,4 +1,4 @@
-"""A report folder for a trained generator: samples, multi-view video, mesh, offline metrics.
+"""A report folder for a trained generator: samples, multi-view video, mesh, EPI, offline metrics.
 
 Everything here runs offline and on a CPU: the metrics are the weight-free SWD (generated vs real
 images, both branches) and the reprojection consistency of each branch (how well two rendered views
@@ -17,10 +17,13 @@ from mimic3d.data import ImageDataset
 from mimic3d.metrics import MetricProtocol, compute_metric
 from mimic3d.metrics.reprojection import ReprojectionProtocol, generator_reprojection_error
 from mimic3d.models.generator import TriplaneGenerator
+from mimic3d.tools.epi import epi_picture, seed_epis
 from mimic3d.tools.generate import generate_sample_grids, save_sample_grids
 from mimic3d.tools.imaging import enlarge, save_png, tile_grid
 from mimic3d.tools.latents import seed_ws
 from mimic3d.tools.mesh import EG3D_BORDER_FRACTION, seed_mesh, seed_volume
+from mimic3d.tools.rendering import render_settings
+from mimic3d.tools.trajectories import trajectory_labels
 from mimic3d.tools.video import render_video
 from mimic3d.tools.viewpoints import camera_preset_for
 from mimic3d.training.evaluation import branch_generator
@@ -47,18 +50,34 @@ class Report:
 
 
 def write_samples(G: TriplaneGenerator, dataset: ImageDataset, report: Report, count: int = 8) -> None:
-    """``samples.png`` (rows: 2D image, raw, depth, 3D image, depth) and per-seed multi-view grids,
-    enlarged to tiles of at least ``DISPLAY_SIZE`` pixels."""
+    """``samples.png`` (rows: 2D image, raw, depth, 3D image, depth) with the dataset's cameras, enlarged
+    to tiles of at least ``DISPLAY_SIZE`` pixels."""
     z, c = fixed_grid_inputs(dataset.labels, count, G.z_dim, seed=0)
     device = next(G.parameters()).device
     rows = branch_rows(G, z.to(device), c.to(device), ("2d", "3d"), G.config.neural_rendering_resolution)
-    factor = _display_factor(G)
-    grid = enlarge(tile_grid(list(rows.values()), gap=2), factor)
+    grid = enlarge(tile_grid(list(rows.values()), gap=2), _display_factor(G))
     report.files["samples"] = save_png(report.folder / "samples.png", grid)
+
+
+def write_multiview(G: TriplaneGenerator, report: Report) -> None:
+    """``multiview/seedNNNN.png``: three views of each seed, both branches with depth and normals."""
     grids = generate_sample_grids(G, list(SAMPLE_SEEDS), branch="both", progress=False)
+    factor = _display_factor(G)
     grids = {seed: enlarge(picture, factor) for seed, picture in grids.items()}
     paths = save_sample_grids(grids, report.folder / "multiview")
     report.files["multiview grids"] = paths[0].parent
+
+
+def write_epi(G: TriplaneGenerator, report: Report, seed: int = 0, frames: int = 64) -> None:
+    """``epi_seedNNNN.png``: the middle image row over a yaw sweep, 2D | 3D branch (the 3D branch at
+    up to ``DISPLAY_SIZE``); straight strips mean a 3D-consistent branch."""
+    preset = camera_preset_for(G)
+    labels = trajectory_labels("yaw-sweep", frames, preset, device=next(G.parameters()).device)
+    resolution = G.img_resolution * min(_display_factor(G), 4)
+    with render_settings(G):
+        epis = seed_epis(G, seed_ws(G, [seed], preset), labels, ("2d", "3d"), 0.5, resolution)
+    path = report.folder / f"epi_seed{seed:04d}.png"
+    report.files["epi"] = save_png(path, epi_picture(list(epis.values())))
 
 
 def write_video(G: TriplaneGenerator, report: Report, frames: int) -> None:
@@ -98,8 +117,19 @@ def write_mesh(G: TriplaneGenerator, report: Report, resolution: int = 64, seed:
     report.metrics["mesh_watertight"] = float(summary.watertight)
 
 
-def write_metrics(G: TriplaneGenerator, dataset: ImageDataset, report: Report, num_images: int) -> None:
-    """SWD (x1e3, averaged over pyramid levels) of both branches and their reprojection PSNR."""
+def write_consistency(G: TriplaneGenerator, report: Report) -> None:
+    """Reprojection consistency (PSNR, L1, valid fraction) of both branches."""
+    preset = camera_preset_for(G)
+    for branch in ("2d", "3d"):
+        consistency = generator_reprojection_error(
+            G, ReprojectionProtocol(num_subjects=8, pairs_per_subject=2, branch=branch, preset=preset)
+        )
+        for key, value in consistency.as_dict().items():
+            report.metrics[f"{branch}/{key}"] = value
+
+
+def write_swd(G: TriplaneGenerator, dataset: ImageDataset, report: Report, num_images: int) -> None:
+    """SWD (x1e3, per pyramid level and averaged) of both branches against ``dataset``."""
     protocol = MetricProtocol(
         f"swd{num_images}", "swd", num_gen=num_images, max_real=num_images, detector=None
     )
@@ -115,15 +145,30 @@ def write_metrics(G: TriplaneGenerator, dataset: ImageDataset, report: Report, n
         )
         for key, value in result.results.items():
             report.metrics[f"{branch}/{key}"] = float(value)
-        preset = camera_preset_for(G)
-        consistency = generator_reprojection_error(
-            G, ReprojectionProtocol(num_subjects=8, pairs_per_subject=2, branch=branch, preset=preset)
-        )
-        for key, value in consistency.as_dict().items():
-            report.metrics[f"{branch}/{key}"] = value
+
+
+def write_metrics_file(report: Report) -> None:
     path = report.folder / "metrics.json"
     path.write_text(json.dumps(report.metrics, indent=2, sort_keys=True) + "\n", encoding="utf-8")
     report.files["metrics"] = path
+
+
+def write_model_report(
+    G: TriplaneGenerator, folder: str | Path, video_frames: int = 36, mesh_resolution: int = 64
+) -> Report:
+    """What needs no dataset, into ``folder``: multi-view grids of both branches, the 3D branch's orbit
+    video, seed 0's mesh, its EPI image and the reprojection consistency of both branches."""
+    report = Report(Path(folder))
+    report.folder.mkdir(parents=True, exist_ok=True)
+    G = G.eval().requires_grad_(False)
+    with torch.no_grad():
+        write_multiview(G, report)
+        write_video(G, report, video_frames)
+        write_mesh(G, report, mesh_resolution)
+        write_epi(G, report)
+    write_consistency(G, report)
+    write_metrics_file(report)
+    return report
 
 
 def write_report(
@@ -133,13 +178,10 @@ def write_report(
     video_frames: int = 36,
     metric_images: int = 256,
 ) -> Report:
-    """Samples, video, mesh and metrics of ``G`` (eval mode, its device) into ``folder``."""
-    report = Report(Path(folder))
-    report.folder.mkdir(parents=True, exist_ok=True)
-    G = G.eval().requires_grad_(False)
+    """``write_model_report`` plus the dataset's parts: ``samples.png`` and SWD of both branches."""
+    report = write_model_report(G, folder, video_frames)
     with torch.no_grad():
         write_samples(G, dataset, report)
-        write_video(G, report, video_frames)
-        write_mesh(G, report)
-    write_metrics(G, dataset, report, metric_images)
+    write_swd(G, dataset, report, metric_images)
+    write_metrics_file(report)
     return report
