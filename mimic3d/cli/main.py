@@ -27,6 +27,7 @@ COMMANDS: dict[str, str] = {
     "doctor": "check the installation: versions, devices, weight files, numerics",
     "train": "train EG3D / Mimic3D from a preset, or resume a run",
     "demo": "train a tiny Mimic3D on synthetic heads (CPU, ~10 min) and write a report",
+    "view": "interactive viewer in the browser: orbit any generator live (needs mimic3d[viewer])",
 }
 
 
