@@ -18,6 +18,7 @@ import math
 import os
 import socket
 import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -27,7 +28,7 @@ from mimic3d.camera import CameraPreset
 from mimic3d.checkpoints.atomic import write_text_atomic
 from mimic3d.export import save_mesh
 from mimic3d.tools.imaging import save_png
-from mimic3d.tools.mesh import seed_mesh, seed_volume
+from mimic3d.tools.mesh import EG3D_LEVEL, seed_mesh, seed_volume
 from mimic3d.tools.trajectories import trajectory_labels
 from mimic3d.tools.viewpoints import camera_preset_for
 from mimic3d.viewer.camera import BrowserPose, browser_label, canvas_fov, canvas_frame, label_pose
@@ -308,54 +309,60 @@ class Viewer:
             return settings, request.label, views[0].client
         return settings, self.frontal, None
 
-    def _next_path(self, stem: str, suffix: str) -> Path:
-        """outdir/STEM_NNNN.SUFFIX, the first that does not exist."""
+    def _write_new(self, stem: str, suffix: str, write: Callable[[Path], object]) -> Path:
+        """``write(path)`` to outdir/STEM_NNNN.SUFFIX, the first such name not taken (none is left
+        behind when ``write`` fails)."""
         with self._save_lock:
             self.outdir.mkdir(parents=True, exist_ok=True)
             index = 0
             while (path := self.outdir / f"{stem}_{index:04d}{suffix}").exists():
                 index += 1
-            path.touch()
-            return path
+            path.touch()  # reserve the name for this save
+        try:
+            write(path)
+        except BaseException:
+            path.unlink(missing_ok=True)
+            raise
+        return path
 
     def save_png(self, client=None) -> Path:
         """Render the current frame in full and write it (the panels side by side) as a PNG."""
         settings, label, target = self._current(client)
-        frame = self.renderer.render(settings, label)
-        path = save_png(self._next_path(f"seed{settings.seed:04d}_{settings.show}", ".png"), frame.picture())
+        picture = self.renderer.render(settings, label).picture()
+        path = self._write_new(
+            f"seed{settings.seed:04d}_{settings.show}", ".png", lambda p: save_png(p, picture)
+        )
         self.notify(target, "Saved", str(path))
         return path
 
     def save_camera(self, client=None) -> Path:
         """Write the current camera as JSON: the 25-float EG3D label and the view settings."""
         settings, label, target = self._current(client)
-        path = self._next_path(f"seed{settings.seed:04d}_camera", ".json")
-        focal = float(label[16])
         record = {
             "label": [float(v) for v in label.tolist()],
             "format": "EG3D camera label: cam2world 4x4 row-major (OpenCV axes, world +y up) "
             "then normalised intrinsics 3x3 row-major",
-            "fov_degrees": math.degrees(canvas_fov(focal, 1.0)),
+            "fov_degrees": math.degrees(canvas_fov(float(label[16]), 1.0)),
             "settings": dataclasses.asdict(settings),
         }
-        write_text_atomic(path, json.dumps(record, indent=2) + "\n")
+        text = json.dumps(record, indent=2) + "\n"
+        path = self._write_new(
+            f"seed{settings.seed:04d}_camera", ".json", lambda p: write_text_atomic(p, text)
+        )
         self.notify(target, "Saved", str(path))
         return path
 
-    def export_mesh(self, client=None, resolution: int = 128) -> Path:
-        """Marching-cubes mesh of the current latent's density (``mimic3d mesh``'s), as PLY."""
+    def export_mesh(self, client=None, resolution: int = 128, level: float = EG3D_LEVEL) -> Path:
+        """Marching-cubes mesh of the current latent's density at raw-sigma ``level`` (``mimic3d mesh``'s
+        defaults otherwise), with vertex colours, as PLY."""
         if not self.caps.planes:
             raise ValueError("export mesh: this generator has no density field")
         settings, _, target = self._current(client)
         self.notify(target, "Exporting mesh", f"{resolution}^3 density grid ...")
         ws = self.renderer.cache.ws(settings)
         volume, planes = seed_volume(self.G, ws, resolution)
-        try:
-            mesh, report = seed_mesh(self.G, planes, volume)
-        except ValueError as err:
-            self.notify(target, "Mesh export failed", str(err))
-            raise
-        path = save_mesh(mesh, self._next_path(f"seed{settings.seed:04d}_mesh", ".ply"))
+        mesh, report = seed_mesh(self.G, planes, volume, level)
+        path = self._write_new(f"seed{settings.seed:04d}_mesh", ".ply", lambda p: save_mesh(mesh, p))
         self.notify(target, "Saved", f"{path}: {report.describe()}")
         return path
 
@@ -370,14 +377,19 @@ class Viewer:
     # ------------------------------------------------------------------ shutdown
 
     def close(self, timeout: float = 30.0) -> None:
-        """Stop the animation, every worker (after its frame in progress) and the server."""
+        """Stop the animation, every worker (after its frame in progress) and the server; returns once
+        nothing listens on the port any more (or after ``timeout``)."""
         if self._closed:
             return
         self._closed = True
         self.stop()
         for view in self.clients():
             view.worker.close(timeout)
+        host, port = self.server.get_host(), self.server.get_port()
         self.server.stop()
+        deadline = time.monotonic() + timeout
+        while is_listening(host, port) and time.monotonic() < deadline:
+            time.sleep(0.05)
 
     def __enter__(self) -> Viewer:
         return self
@@ -393,6 +405,16 @@ def is_loopback(host: str) -> bool:
     try:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
+        return False
+
+
+def is_listening(host: str, port: int) -> bool:
+    """Whether a server accepts connections on (host, port); a wildcard host is asked on the loopback."""
+    host = {"0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"}.get(host, host)
+    try:
+        with socket.create_connection((host, port), timeout=1.0):
+            return True
+    except OSError:
         return False
 
 

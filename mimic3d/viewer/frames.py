@@ -218,6 +218,9 @@ class FrameRenderer:
     ) -> Tensor:
         """One panel [1, 3, S, S] in [-1, 1]."""
         G = self.G
+        if planes is None:  # a generator without tri-planes: its image, nothing else
+            with torch.no_grad():
+                return G.synthesis(ws, c, noise_mode="const")["image"]
         if branch == "3d":
             resolution = settings.resolution_3d
         else:
@@ -225,8 +228,6 @@ class FrameRenderer:
         if preview:
             resolution = min(resolution, settings.preview_resolution)
         with torch.no_grad():
-            if planes is None:  # a generator without tri-planes: its image, nothing else
-                return G.synthesis(ws, c, noise_mode="const")["image"]
             if settings.show == "image" and not preview:
                 out = G.synthesis(
                     ws,

@@ -12,6 +12,7 @@ import dataclasses
 import threading
 from collections.abc import Callable, Sequence
 
+from mimic3d.tools.mesh import EG3D_LEVEL
 from mimic3d.tools.parsing import MAX_SEED, parse_layers
 from mimic3d.tools.trajectories import TRAJECTORIES
 from mimic3d.viewer.frames import Capabilities, ViewSettings
@@ -40,7 +41,7 @@ class Actions:
     stop: Callable[[], None]
     save_png: Callable[[object], None]
     save_camera: Callable[[object], None]
-    export_mesh: Callable[[object, int], None]
+    export_mesh: Callable[[object, int, float], None]
     notify: Callable[[object, str, str], None]
 
 
@@ -123,6 +124,9 @@ class Panels:
             self.mesh_resolution = gui.add_dropdown(
                 "Mesh resolution", MESH_RESOLUTIONS_SHOWN, initial_value="128", visible=caps.planes
             )
+            self.mesh_level = gui.add_number(
+                "Mesh level", EG3D_LEVEL, step=0.5, hint="raw-sigma iso level", visible=caps.planes
+            )
             self.export_mesh = gui.add_button("Export mesh", visible=caps.planes)
         self.status = gui.add_markdown("")
         self._connect()
@@ -154,12 +158,28 @@ class Panels:
             lambda event: self._seed_changed(self.seed_number, self.seed_slider, event)
         )
         a = self.actions
-        self.front.on_click(lambda event: a.front(event.client))
-        self.play.on_click(lambda event: a.play(self.trajectory.value, float(self.loop_seconds.value)))
-        self.stop.on_click(lambda event: a.stop())
-        self.save_png.on_click(lambda event: a.save_png(event.client))
-        self.save_camera.on_click(lambda event: a.save_camera(event.client))
-        self.export_mesh.on_click(lambda event: a.export_mesh(event.client, int(self.mesh_resolution.value)))
+        buttons = [
+            (self.front, lambda client: a.front(client)),
+            (self.play, lambda client: a.play(self.trajectory.value, float(self.loop_seconds.value))),
+            (self.stop, lambda client: a.stop()),
+            (self.save_png, a.save_png),
+            (self.save_camera, a.save_camera),
+            (
+                self.export_mesh,
+                lambda client: a.export_mesh(
+                    client, int(self.mesh_resolution.value), float(self.mesh_level.value)
+                ),
+            ),
+        ]
+        for button, action in buttons:
+            button.on_click(lambda event, action=action, button=button: self._click(action, button, event))
+
+    def _click(self, action: Callable[[object], object], button, event) -> None:
+        """Run a button's action; a failure becomes a notification, not a traceback."""
+        try:
+            action(event.client)
+        except Exception as err:  # bad input (ValueError) or a failed render: tell the user, go on
+            self.actions.notify(event.client, f"{button.label} failed", str(err))
 
     def _seed_changed(self, source, other, event) -> None:
         if self._syncing:
