@@ -32,7 +32,7 @@ def _check_positive_int(name: str, value: object) -> int:
 
 def _pixel_centres(index: Tensor, resolution: int) -> Tensor:
     """Normalised centre of pixel ``index`` on an axis of ``resolution`` pixels (EG3D's exact arithmetic)."""
-    return index.float() * (1.0 / resolution) + (0.5 / resolution)
+    return index.to(torch.get_default_dtype()) * (1.0 / resolution) + (0.5 / resolution)
 
 
 def rays_from_uv(cam2world: Tensor, intrinsics: Tensor, uv: Tensor) -> tuple[Tensor, Tensor]:
