@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import base64
 import io
+import ipaddress
 import json
 import os
 import shutil
+import socket
 import subprocess
 import tempfile
 import time
@@ -20,6 +22,7 @@ from pathlib import Path
 
 import numpy as np
 import PIL.Image
+import pytest
 
 CHROMIUM_NAMES = ("chromium", "chromium-browser")
 CHROMIUM_FLAGS = (
@@ -149,3 +152,18 @@ def chromium_unavailable_reason() -> str | None:
     if os.environ.get("MIMIC3D_SKIP_BROWSER"):
         return "MIMIC3D_SKIP_BROWSER is set"
     return None
+
+
+@pytest.fixture(autouse=True)
+def loopback_only(monkeypatch):
+    """Fail any connection from the test process to an address other than the loopback."""
+    connect = socket.socket.connect
+
+    def guarded(self, address):
+        if self.family in (socket.AF_INET, socket.AF_INET6):
+            host = address[0]
+            if host != "localhost" and not ipaddress.ip_address(host).is_loopback:
+                raise AssertionError(f"a test tried to reach {address}")
+        return connect(self, address)
+
+    monkeypatch.setattr(socket.socket, "connect", guarded)

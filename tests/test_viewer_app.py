@@ -17,6 +17,7 @@ import PIL.Image
 import pytest
 import torch
 import trimesh
+from browser_support import loopback_only  # noqa: F401  (autouse: connections to 127.0.0.1 only)
 
 import mimic3d
 from mimic3d.cli.main import main
@@ -28,19 +29,6 @@ viser = pytest.importorskip("viser", reason="the viewer needs viser: pip install
 
 from mimic3d.viewer.app import Viewer, check_listen, is_loopback  # noqa: E402
 from mimic3d.viewer.frames import ViewSettings  # noqa: E402
-
-
-@pytest.fixture(autouse=True)
-def loopback_only(monkeypatch):
-    """Fail any connection from this process to an address other than the loopback."""
-    connect = socket.socket.connect
-
-    def guarded(self, address):
-        if self.family in (socket.AF_INET, socket.AF_INET6) and not is_loopback(address[0]):
-            raise AssertionError(f"a test tried to reach {address}")
-        return connect(self, address)
-
-    monkeypatch.setattr(socket.socket, "connect", guarded)
 
 
 @pytest.fixture(scope="module")
@@ -59,6 +47,8 @@ def test_save_buttons_write_frame_camera_and_mesh_into_outdir(tiny, tmp_path):
         tiny, port=0, outdir=outdir, settings=ViewSettings(seed=3, branch="both", resolution_3d=32)
     ) as v:
         assert v.url.startswith("http://127.0.0.1:")
+        # The share-URL tunnel (an outside server) never opens, whoever asks.
+        assert v.server.request_share_url() is None and getattr(v.server, "_share_tunnel", None) is None
         png = v.save_png()  # no browser connected: the frontal camera
         again = v.save_png()
         camera = v.save_camera()
@@ -122,6 +112,27 @@ def test_view_without_viser_is_a_one_line_error(tmp_path, monkeypatch, capsys):
     )
 
 
+def test_view_bad_arguments_are_one_line_errors(tiny, tmp_path, capsys):
+    checkpoint = tmp_path / "tiny.safetensors"
+    mimic3d.save(checkpoint, tiny)
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = str(busy.getsockname()[1])
+        cases = [
+            ([str(tmp_path / "missing.safetensors")], "checkpoint not found"),
+            ([str(checkpoint), "--trunc", "2"], "--trunc"),
+            ([str(checkpoint), "--seed", "-3"], "--seed"),
+            ([str(checkpoint), "--port", port], "--port"),
+            ([str(checkpoint), "--camera", "moon", "--port", "0"], "camera"),
+        ]
+        for args, field in cases:
+            assert main(["view", *args, "--outdir", str(tmp_path / "out")]) == 2, args
+            err = capsys.readouterr().err.strip()
+            assert field in err and len(err.splitlines()) == 1 and err.startswith("mimic3d view: error"), err
+    assert not (tmp_path / "out").exists()
+
+
 def test_view_command_serves_the_page_and_stops_on_ctrl_c(tiny, tmp_path):
     checkpoint = tmp_path / "tiny.safetensors"
     mimic3d.save(checkpoint, tiny)
@@ -157,3 +168,8 @@ def test_view_command_serves_the_page_and_stops_on_ctrl_c(tiny, tmp_path):
             process.kill()
             process.communicate()
     assert not (tmp_path / "out").exists()  # nothing saved, nothing written
+
+
+def test_the_loopback_guard_stops_outside_connections():
+    with pytest.raises(AssertionError, match="tried to reach"):
+        socket.create_connection(("192.0.2.1", 80), timeout=0.1)  # refused before any packet leaves

@@ -12,7 +12,12 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from browser_support import HeadlessBrowser, chromium_unavailable_reason, find_chromium
+from browser_support import (  # noqa: F401  (loopback_only: autouse, connections to 127.0.0.1 only)
+    HeadlessBrowser,
+    chromium_unavailable_reason,
+    find_chromium,
+    loopback_only,
+)
 
 from mimic3d.models import TriplaneGenerator, generator_preset
 from mimic3d.tools.imaging import to_uint8

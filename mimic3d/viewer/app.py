@@ -133,6 +133,14 @@ class Viewer:
         self._closed = False
 
         self.server = viser.ViserServer(host=host, port=check_listen(host, port), verbose=False)
+        try:
+            self._set_up(G, settings)
+        except BaseException:
+            self.server.stop()
+            raise
+
+    def _set_up(self, G: nn.Module, settings: ViewSettings) -> None:
+        """The scene, the GUI and the client callbacks of a fresh server."""
         # The tunnel would connect to share.viser.studio on a client's request: never.
         self.server.request_share_url = lambda *args, **kwargs: None
         self.server.scene.set_up_direction("+y")  # EG3D's world: +y up

@@ -22,9 +22,9 @@ MESH_RESOLUTIONS_SHOWN = ("64", "128", "256", "512")
 BRANCH_NAMES = {"2d": "2D", "3d": "3D", "both": "2D + 3D"}
 
 
-def resolution_choices(largest: int, smallest: int = 16) -> tuple[str, ...]:
-    """Powers of two from ``smallest`` up to ``largest`` (and ``largest`` itself), as dropdown strings."""
-    sizes = {largest}
+def resolution_choices(largest: int, current: int, smallest: int = 16) -> tuple[str, ...]:
+    """Powers of two from ``smallest`` up to ``largest``, ``largest`` and ``current``, as dropdown strings."""
+    sizes = {largest, current}
     size = smallest
     while size < largest:
         sizes.add(size)
@@ -93,21 +93,23 @@ class Panels:
             self.show = gui.add_dropdown("Show", list(caps.shows), initial_value=settings.show)
             self.resolution_3d = gui.add_dropdown(
                 "3D size",
-                resolution_choices(max(512, img_resolution)),
+                resolution_choices(max(512, img_resolution), settings.resolution_3d),
                 initial_value=str(settings.resolution_3d),
                 hint="frame size of the 3D branch's volume render",
                 visible="3d" in caps.branches,
             )
             self.resolution_2d = gui.add_dropdown(
                 "2D render",
-                resolution_choices(max(2 * neural_resolution, 16)),
+                resolution_choices(
+                    max(2 * neural_resolution, 16), settings.resolution_2d or neural_resolution
+                ),
                 initial_value=str(settings.resolution_2d or neural_resolution),
                 hint=f"neural rendering resolution before the super-resolution to {img_resolution}",
                 visible=caps.planes,
             )
             self.preview = gui.add_dropdown(
                 "While moving",
-                resolution_choices(128),
+                resolution_choices(128, settings.preview_resolution),
                 initial_value=str(settings.preview_resolution),
                 hint="volume-render size while the camera moves (no super-resolution)",
             )
