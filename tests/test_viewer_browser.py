@@ -4,6 +4,7 @@ server shuts down cleanly. The browser reaches nothing but 127.0.0.1 (``browser_
 
 from __future__ import annotations
 
+import json
 import socket
 import threading
 import time
@@ -30,8 +31,8 @@ if reason := chromium_unavailable_reason():
 from mimic3d.viewer.app import Viewer  # noqa: E402
 from mimic3d.viewer.frames import Frame, ViewSettings  # noqa: E402
 
-# The page's viewport, set exactly through DevTools: a 3:1 canvas, so the 32^2 frame (padded to 96 x 32)
-# is shown magnified 12 times in the middle third, columns 384..768.
+# The 3D canvas is sized exactly through the viewport (DevTools): 3:1 beside the docked control panel,
+# so the 32^2 frame (padded to 96 x 32) is shown magnified 12 times in its middle third.
 WIDTH, HEIGHT = 1152, 384
 SCALE = HEIGHT // 32
 # The browser's bilinear texture filtering matches torch's (align_corners=False) to its 8-bit output
@@ -80,6 +81,32 @@ def _expected_on_screen(image: np.ndarray) -> np.ndarray:
     )
 
 
+def _canvas(browser: HeadlessBrowser) -> list[float] | None:
+    """[x, y, width, height] of the page's largest canvas (the 3D scene), None before there is one."""
+    rects = browser.evaluate(
+        "JSON.stringify([...document.querySelectorAll('canvas')].map(c => {"
+        "const r = c.getBoundingClientRect(); return [r.x, r.y, r.width, r.height]; }))"
+    )
+    rects = json.loads(rects) if rects else []
+    return max(rects, key=lambda r: r[2] * r[3]) if rects else None
+
+
+def _size_canvas(browser: HeadlessBrowser, timeout: float = 60.0) -> None:
+    """Size the viewport so that the canvas is WIDTH x HEIGHT at the page's top left."""
+    viewport = WIDTH + 400
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        metrics = {"width": viewport, "height": HEIGHT, "deviceScaleFactor": 1, "mobile": False}
+        browser.send("Emulation.setDeviceMetricsOverride", metrics)
+        time.sleep(0.5)
+        rect = _canvas(browser)
+        if rect == [0, 0, WIDTH, HEIGHT]:
+            return
+        if rect is not None and rect[2] > 0:
+            viewport += WIDTH - round(rect[2])  # the docked panel keeps its width
+    raise AssertionError(f"could not size the canvas to {WIDTH} x {HEIGHT}: {_canvas(browser)}")
+
+
 def _screen_error(browser: HeadlessBrowser, expected: np.ndarray, timeout: float = 30.0) -> np.ndarray:
     """|screenshot - expected| inside the rendered square, from the first screenshot that shows it (the
     page draws a new background image a few frames after receiving it), or the last one tried."""
@@ -87,7 +114,7 @@ def _screen_error(browser: HeadlessBrowser, expected: np.ndarray, timeout: float
     deadline = time.monotonic() + timeout
     while True:
         shot = browser.screenshot().astype(np.float64)
-        assert shot.shape == (HEIGHT, WIDTH, 3)
+        assert shot.shape[0] == HEIGHT and shot.shape[1] >= WIDTH
         error = np.abs(shot[:, left : left + HEIGHT] - expected)[RIM:-RIM, RIM:-RIM]
         if error.mean() < MEAN_LEVELS or time.monotonic() > deadline:
             return error
@@ -106,17 +133,10 @@ def test_the_browser_shows_the_frame_follows_the_seed_and_the_server_stops(tiny,
     port = viewer.server.get_port()
     browser = HeadlessBrowser(find_chromium(), WIDTH, HEIGHT + 200)
     try:
-        browser.send(
-            "Emulation.setDeviceMetricsOverride",
-            {"width": WIDTH, "height": HEIGHT, "deviceScaleFactor": 1, "mobile": False},
-        )
         browser.navigate(viewer.url)
+        _size_canvas(browser)
         frame = _settled(viewer, lambda f: f.settings.seed == 0)
-        canvas = browser.evaluate(
-            "JSON.stringify([...document.querySelectorAll('canvas')].map(c => {"
-            "const r = c.getBoundingClientRect(); return [r.x, r.y, r.width, r.height]; }))"
-        )
-        assert [0, 0, WIDTH, HEIGHT] in eval(canvas)  # the 3D canvas fills the page
+        assert _canvas(browser) == [0, 0, WIDTH, HEIGHT]
         # The viewer moved the browser's camera to the frontal preset; what the browser reports back
         # converts to that very label.
         torch.testing.assert_close(frame.label, viewer.frontal, atol=LABEL_ATOL, rtol=0)

@@ -145,6 +145,7 @@ class Viewer:
         self.server.request_share_url = lambda *args, **kwargs: None
         self.server.scene.set_up_direction("+y")  # EG3D's world: +y up
         self.server.gui.configure_theme(dark_mode=True, show_share_button=False, control_width="medium")
+        self.server.gui.main_panel.dock_right()  # beside the canvas, so it never covers the frame
         pose = self._pose(self.frontal, 1.0, 1)
         initial = self.server.initial_camera
         initial.position, initial.look_at, initial.up, initial.fov = (
