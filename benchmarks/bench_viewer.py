@@ -3,7 +3,7 @@
 Seconds per frame of ``mimic3d view``'s frame renderer (``FrameRenderer.render``, what the browser is
 sent, tri-planes cached) for two models with random weights: the demo model (the generator of the
 ``tiny-mimic3d-heads`` training preset, which ``mimic3d demo`` trains) and an ffhq512-size Mimic3D
-(``mimic3d-ffhq512``). Per model: the tri-planes (computed once per latent: a new seed, psi, blend or
+(``mimic3d-ffhq512-stage2``). Per model: the tri-planes (computed once per latent: a new seed, psi, blend or
 style mix), the preview while the camera moves (a 32^2 volume render, no super-resolution), the 3D
 branch at 64^2, 128^2 and 256^2, and the 2D branch volume-rendered at 64^2, 128^2 and 256^2 then
 super-resolved to the model's image size. The camera is frontal; batch 1, as in the viewer.
@@ -40,9 +40,15 @@ def model_plans(settings: BenchSettings) -> list[ModelPlan]:
     if settings.quick:
         return [ModelPlan("demo", (32, 64), 1, 1)]
     if settings.device.type == "cuda":
-        return [ModelPlan("demo", (64, 128, 256), 10, 2), ModelPlan("mimic3d-ffhq512", (64, 128, 256), 5, 1)]
+        return [
+            ModelPlan("demo", (64, 128, 256), 10, 2),
+            ModelPlan("mimic3d-ffhq512-stage2", (64, 128, 256), 5, 1),
+        ]
     # CPU: a 256^2 frame of the full-size model takes minutes; each is timed once.
-    return [ModelPlan("demo", (64, 128, 256), 5, 1), ModelPlan("mimic3d-ffhq512", (64, 128, 256), 1, 0)]
+    return [
+        ModelPlan("demo", (64, 128, 256), 5, 1),
+        ModelPlan("mimic3d-ffhq512-stage2", (64, 128, 256), 1, 0),
+    ]
 
 
 def model_config(name: str) -> GeneratorConfig:

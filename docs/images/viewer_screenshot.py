@@ -21,8 +21,8 @@ sys.path.insert(0, str(ROOT / "tests"))
 
 from browser_support import HeadlessBrowser, find_chromium  # noqa: E402
 
+from mimic3d.checkpoints.load import load  # noqa: E402
 from mimic3d.models import TriplaneGenerator, generator_preset  # noqa: E402
-from mimic3d.tools.rendering import load_generator  # noqa: E402
 from mimic3d.tools.viewpoints import orbit_labels  # noqa: E402
 from mimic3d.viewer.app import Viewer  # noqa: E402
 from mimic3d.viewer.frames import ViewSettings  # noqa: E402
@@ -45,7 +45,7 @@ def main() -> int:
         torch.manual_seed(0)
         G = TriplaneGenerator(generator_preset(args.checkpoint[7:])).eval().requires_grad_(False)
     else:
-        G = load_generator(args.checkpoint)
+        G = load(args.checkpoint)
     settings = ViewSettings(seed=args.seed, branch=args.branch, show=args.show, resolution_3d=args.resolution)
     viewer = Viewer(G, port=0, outdir=ROOT / "out", settings=settings)
     browser = HeadlessBrowser(find_chromium(), WIDTH, HEIGHT + 200)

@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import time
 
 from mimic3d.camera import PRESETS
-from mimic3d.tools.parsing import parse_seeds
-from mimic3d.tools.rendering import load_generator, resolve_device
+from mimic3d.checkpoints.load import load
+from mimic3d.cli.arguments import CHECKPOINT_HELP, integer, number, path
+from mimic3d.runtime import DEVICES
+from mimic3d.tools.parsing import MAX_SEED
+from mimic3d.viewer.app import Viewer, import_viser, is_loopback
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -19,11 +23,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "mixing; buttons save the frame (PNG), the camera (25-float label) and the mesh into --outdir. "
         "Needs viser: pip install 'mimic3d[viewer]'. Stop with Ctrl-C.",
     )
+    parser.add_argument("network", type=path, help=CHECKPOINT_HELP)
     parser.add_argument(
-        "network",
-        help="checkpoint: a mimic3d folder or .safetensors file, or an official EG3D/Mimic3D .pkl",
+        "--port", type=integer(0, 65535), default=8080, help="port (default: 8080; 0: any free port)"
     )
-    parser.add_argument("--port", type=int, default=8080, help="port (default: 8080; 0: any free port)")
     parser.add_argument(
         "--host",
         default="127.0.0.1",
@@ -31,14 +34,22 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "with no password; over SSH prefer `ssh -L 8080:127.0.0.1:8080`)",
     )
     parser.add_argument(
-        "--device", default="auto", help="auto, cpu, cuda or mps (default: auto = the fastest available)"
+        "--device",
+        default="auto",
+        choices=DEVICES,
+        help="auto, cpu, cuda or mps (default: auto = the fastest available)",
     )
-    parser.add_argument("--outdir", default="out", help="where the save buttons write (default: out)")
-    parser.add_argument("--seed", type=int, default=0, help="initial seed (default: 0)")
-    parser.add_argument("--trunc", type=float, default=0.7, help="initial truncation psi (default: 0.7)")
+    parser.add_argument(
+        "--outdir", type=path, default="out", help="where the save buttons write (default: out)"
+    )
+    parser.add_argument("--seed", type=integer(0, MAX_SEED), default=0, help="initial seed (default: 0)")
+    parser.add_argument(
+        "--trunc", type=number(0.0, 1.0), default=0.7, help="initial truncation psi (default: 0.7)"
+    )
     parser.add_argument(
         "--camera",
         default=None,
+        choices=sorted(PRESETS),
         metavar="PRESET",
         help=f"camera preset {sorted(PRESETS)} (default: from the model's rendering settings)",
     )
@@ -46,15 +57,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    import dataclasses
-
-    from mimic3d.viewer.app import Viewer, import_viser, is_loopback
-
     import_viser()  # a missing extra fails before the model loads
-    parse_seeds([args.seed], "--seed")
-    if not 0.0 <= args.trunc <= 1.0:
-        raise ValueError(f"--trunc: expected a truncation psi in [0, 1], got {args.trunc}")
-    G = load_generator(args.network, resolve_device(args.device))
+    G = load(args.network, args.device)  # any generator; the viewer shows what it can (capabilities)
     settings = dataclasses.replace(Viewer.default_settings(G), seed=args.seed, truncation_psi=args.trunc)
     viewer = Viewer(G, args.host, args.port, args.outdir, settings, args.camera)
     if not is_loopback(args.host):
