@@ -11,7 +11,6 @@ import base64
 import io
 import ipaddress
 import json
-import os
 import shutil
 import socket
 import subprocess
@@ -149,8 +148,6 @@ def chromium_unavailable_reason() -> str | None:
     """Why the browser tests cannot run here, or None."""
     if find_chromium() is None:
         return "no chromium on PATH (Debian: apt-get install -y chromium; .ci/run installs it)"
-    if os.environ.get("MIMIC3D_SKIP_BROWSER"):
-        return "MIMIC3D_SKIP_BROWSER is set"
     return None
 
 

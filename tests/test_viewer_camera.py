@@ -93,6 +93,7 @@ def test_label_to_browser_pose_and_back_is_exact(preset, aspect, panels):
     for label in labels:
         pose = label_pose(label, aspect, p.pivot, panels)
         np.testing.assert_allclose(pose.look_at, p.pivot, atol=1e-6)  # orbiting turns about the pivot
+        np.testing.assert_array_equal(pose.up, [0, 1, 0])  # orbit cameras have no roll: level orbiting
         wxyz = threejs_wxyz(pose.position, pose.look_at, pose.up)
         back = browser_label(wxyz, pose.position, pose.fov, aspect, panels)
         assert back.dtype == torch.float32 and back.shape == (25,)

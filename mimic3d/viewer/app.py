@@ -65,7 +65,6 @@ class _ClientView:
         self.viewer, self.client = viewer, client
         self.frame: Frame | None = None
         self.frames_delivered = 0
-        self.request: _Request | None = None
         self.worker: RenderWorker[_Request, tuple[Frame, float]] = RenderWorker(
             viewer._render,
             self._deliver,
@@ -81,18 +80,15 @@ class _ClientView:
         return _Request(settings, label, aspect)
 
     def submit(self, preview: bool) -> None:
-        self.request = self.current_request(self.viewer.settings)
-        self.worker.submit(self.request, preview)
+        self.worker.submit(self.current_request(self.viewer.settings), preview)
 
     def _deliver(self, result: tuple[Frame, float]) -> None:
         frame, aspect = result
         image = canvas_frame(frame.panels, aspect, PAD_COLOUR)
         # Previews go as JPEG (small, fast); full frames as PNG, so the browser shows exact pixels.
         self.client.scene.set_background_image(image, format="jpeg" if frame.preview else "png")
-        with self.viewer._frames_changed:
-            self.frame = frame
-            self.frames_delivered += 1
-            self.viewer._frames_changed.notify_all()
+        self.frame = frame
+        self.frames_delivered += 1
         if not frame.preview:
             self.viewer._report(frame)
 
@@ -127,7 +123,6 @@ class Viewer:
         self.frontal = self.preset.frontal_label().float()
         self._clients: dict[int, _ClientView] = {}
         self._clients_lock = threading.Lock()
-        self._frames_changed = threading.Condition()
         self._animation: tuple[threading.Thread, threading.Event] | None = None
         self._save_lock = threading.Lock()
         self._closed = False
@@ -206,21 +201,6 @@ class Viewer:
     def clients(self) -> list[_ClientView]:
         with self._clients_lock:
             return list(self._clients.values())
-
-    def wait_for_frame(self, predicate: Callable[[Frame], bool], timeout: float = 60.0) -> Frame | None:
-        """The first client's latest frame once ``predicate`` holds for it, or None after ``timeout``."""
-        result: list[Frame] = []
-
-        def ready() -> bool:
-            for view in self.clients():
-                if view.frame is not None and predicate(view.frame):
-                    result.append(view.frame)
-                    return True
-            return False
-
-        with self._frames_changed:
-            self._frames_changed.wait_for(ready, timeout)
-        return result[0] if result else None
 
     # ------------------------------------------------------------------ clients and rendering
 

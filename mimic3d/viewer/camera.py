@@ -93,18 +93,21 @@ class BrowserPose:
 
 def label_pose(label: torch.Tensor, aspect: float, target: Sequence[float], panels: int = 1) -> BrowserPose:
     """The browser pose showing camera ``label`` [25]: at its position, looking along its forward axis
-    at the depth of ``target`` (the orbit pivot, so orbiting turns around it), its up = -(camera y),
-    with the field of view that gives the label's focal length (x focal; EG3D's are square pixels)."""
+    at the depth of ``target`` (the orbit pivot, so orbiting turns around it), with the field of view
+    that gives the label's focal length (x focal; EG3D's are square pixels). ``up`` is the world's +y
+    for a camera without roll (its right axis horizontal: the browser's look-at then rebuilds the very
+    rotation, and orbiting stays level), else the camera's own up, -(camera y)."""
     cam2world, intrinsics = split_label(label.detach().double().cpu())
     rotation, position = cam2world[:3, :3].numpy(), cam2world[:3, 3].numpy()
     forward = rotation[:, 2]
     depth = float(np.dot(np.asarray(target, dtype=np.float64) - position, forward))
     if not depth > 0:
         raise ValueError(f"target: {list(target)} lies behind the camera")
+    level = abs(rotation[1, 0]) < 1e-6  # float32 labels: a horizontal right axis to rounding
     return BrowserPose(
         position=position.copy(),
         look_at=position + depth * forward,
-        up=-rotation[:, 1].copy(),
+        up=np.array([0.0, 1.0, 0.0]) if level else -rotation[:, 1].copy(),
         fov=canvas_fov(float(intrinsics[0, 0]), aspect, panels),
     )
 
