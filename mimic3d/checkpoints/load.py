@@ -20,6 +20,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from mimic3d.checkpoints.epigraf import epigraf_generator, is_epigraf_generator
 from mimic3d.checkpoints.portable import assign_weights, is_portable_file, load_checkpoint, save_checkpoint
 from mimic3d.checkpoints.records import ModuleRecord
 from mimic3d.checkpoints.safe_unpickle import read_official_pickle
@@ -128,7 +129,10 @@ def networks_from_official_pickle(
 
 
 def official_generator(record: ModuleRecord, where: str = "G_ema") -> TriplaneGenerator:
-    """A ``TriplaneGenerator`` with the weights of an official (Dual)TriPlaneGenerator record."""
+    """A ``TriplaneGenerator`` with the weights of an official (Dual)TriPlaneGenerator record or
+    EpiGRAF ``Generator`` record (see ``mimic3d.checkpoints.epigraf``)."""
+    if is_epigraf_generator(record):
+        return epigraf_generator(record, where)
     generator = TriplaneGenerator(generator_config_from_official(record, where))
     state = record.state_dict()
     const_key = "backbone.synthesis.b4.const"
