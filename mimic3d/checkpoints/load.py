@@ -48,6 +48,7 @@ _MIMIC3D_INERT_OPTIONS = {
     "aware3d_att": False,
 }
 _STAGE2_RETIDX = [-3, -1]  # Mimic3D stage 2 returns (P^c, P^r): the 3D-aware output and S^3D's last one
+_DISCRIMINATOR_CLASSES = ("DualDiscriminator", "SingleDiscriminator")
 _PICKLE_MAGIC = b"\x80"
 _ZIP_MAGIC = b"PK\x03\x04"
 
@@ -82,7 +83,8 @@ def load_networks(
 ) -> dict[str, nn.Module]:
     """Networks of a checkpoint by name (``G_ema``, ``G``, ``D``, ``D_patch``; default: all it holds).
 
-    For official pickles, networks we cannot rebuild (e.g. the ADA ``augment_pipe``) are skipped.
+    For official pickles, networks we cannot rebuild (e.g. the ADA ``augment_pipe``, EpiGRAF's
+    discriminator) are skipped unless named.
     """
     path = Path(path)
     if not path.exists():
@@ -121,7 +123,14 @@ def networks_from_official_pickle(
         "D_patch": official_discriminator,
     }
     available = [n for n in builders if isinstance(snapshot.get(n), ModuleRecord)]
-    if names is not None:
+    if names is None:
+        # EpiGRAF's discriminator (class Discriminator) is not imported; load its generators.
+        available = [
+            n
+            for n in available
+            if n not in ("D", "D_patch") or snapshot[n].class_name in _DISCRIMINATOR_CLASSES
+        ]
+    else:
         absent = [n for n in names if n not in available]
         if absent:
             raise ValueError(f"{Path(path).name}: has no network {absent}; it holds {available}")
