@@ -59,6 +59,7 @@ from mimic3d.render import (
     generate_scaled_patch_rays,
 )
 from mimic3d.render.field import Field
+from mimic3d.render.renderer import RenderResult
 from mimic3d.render.triplane import to_plane_frame
 
 BRANCHES = ("2d", "3d")
@@ -346,7 +347,7 @@ class TriplaneGenerator(nn.Module):
         cam2world, intrinsics = split_label(c)
         grid = self.config.rendering.pixel_grid
         origins, directions = generate_rays(cam2world, intrinsics, resolution, grid)
-        result = self._render_rays(planes, origins, directions, perturb, generator, channels)
+        result = self.render_rays(planes, origins, directions, perturb, generator, channels)
         return _to_image(result.features, resolution), _to_image(result.depth, resolution)
 
     def render_scaled_patch(
@@ -377,7 +378,7 @@ class TriplaneGenerator(nn.Module):
         origins, directions = generate_scaled_patch_rays(
             cam2world, intrinsics, resolution, scale, offset, self.config.rendering.pixel_grid
         )
-        result = self._render_rays(planes, origins, directions, perturb, generator, 3)
+        result = self.render_rays(planes, origins, directions, perturb, generator, 3)
         return {
             "image": _to_image(result.features, resolution),
             "image_depth": _to_image(result.depth, resolution),
@@ -409,7 +410,7 @@ class TriplaneGenerator(nn.Module):
         origins, directions = generate_patch_rays(
             cam2world, intrinsics, self.img_resolution, top, left, size, self.config.rendering.pixel_grid
         )
-        result = self._render_rays(planes, origins, directions, perturb, generator, 3)
+        result = self.render_rays(planes, origins, directions, perturb, generator, 3)
         return {
             "image": _to_image(result.features, size),
             "image_depth": _to_image(result.depth, size),
@@ -431,17 +432,16 @@ class TriplaneGenerator(nn.Module):
             planes = self.planes(ws, noise_mode=noise_mode, fused_modconv=fused_modconv)
         return self.renderer.sample_density(planes.field_planes(), self.decoder, points)
 
-    # ------------------------------------------------------------------ helpers
-
-    def _render_rays(
+    def render_rays(
         self,
         planes: Triplanes,
         origins: Tensor,
         directions: Tensor,
-        perturb: bool | None,
-        generator: torch.Generator | None,
-        channels: int | None,
-    ) -> Any:
+        perturb: bool | None = None,
+        generator: torch.Generator | None = None,
+        channels: int | None = None,
+    ) -> RenderResult:
+        """The planes' field (and background, density noise in training) along any rays [N, M, 3]."""
         noise = self._density_noise_std if self.training else 0.0
         return self._renderer(perturb)(
             planes.field_planes(),
@@ -468,6 +468,8 @@ class TriplaneGenerator(nn.Module):
             return background(framed, ws)
 
         return field
+
+    # ------------------------------------------------------------------ helpers
 
     def _fused(self, fused_modconv: bool | None) -> bool:
         return (not self.training) if fused_modconv is None else bool(fused_modconv)
