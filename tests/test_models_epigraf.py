@@ -129,3 +129,16 @@ def test_epigraf_config_combinations_are_checked() -> None:
         dataclasses.replace(config.rendering, integration="nerf")
     with pytest.raises(ValueError, match="pixel_grid"):
         dataclasses.replace(config.rendering, pixel_grid="edges")
+
+
+def test_patch_training_step_reaches_every_part_of_the_model() -> None:
+    G, z, c = _tiny("tiny-epigraf-bg")
+    G.train()
+    G.density_noise_std = 0.5
+    ws = G.mapping(z, c)
+    patch = G.render_scaled_patch(ws, c, torch.tensor([0.5, 0.8]), torch.tensor([[0.1, 0.2], [0.0, 0.1]]), 8)
+    patch["image"].square().mean().backward()
+    for prefix in ("backbone.mapping.", "backbone.synthesis.b32.", "decoder.net.2.", "background.blocks.1."):
+        grads = [p.grad for name, p in G.named_parameters() if name.startswith(prefix)]
+        assert grads and all(g is not None and torch.isfinite(g).all() for g in grads), prefix
+        assert any(g.abs().sum() > 0 for g in grads), prefix
