@@ -22,6 +22,7 @@ from mimic3d.training.augment import AugmentConfig
 
 AUGMENT_MODES = ("noaug", "ada", "fixed")
 LPIPS_MODES = ("pretrained", "untrained")
+R1_TARGETS = ("discriminator_input", "input")
 DEVICES = ("auto", "cpu", "cuda")
 
 
@@ -36,10 +37,14 @@ class LossConfig:
     the same windows: not in the paper (0 in its presets), but it gives the tiny CPU presets a teacher
     signal when LPIPS runs with untrained weights.
     Intervals of None run the regulariser every step without lazy scaling.
+    ``r1_target`` says what R1 differentiates: ``discriminator_input`` (official EG3D/Mimic3D: the
+    images D sees, after the blur and the augmentation) or ``input`` (the real images before both,
+    StyleGAN2-ADA's definition); it applies to both R1 terms (dual D and D^3D).
     """
 
     r1_gamma: float = 1.0
     r1_interval: int | None = 16
+    r1_target: str = "discriminator_input"
     density_reg: float = 0.25
     density_reg_interval: int | None = 4
     density_reg_offset: float = 0.004
@@ -222,6 +227,8 @@ class TrainConfig:
             if value is not None and value < 1:
                 raise ValueError(f"loss.{name}: expected None or an int >= 1, got {value}")
         _check_positive("loss.density_reg_points", loss.density_reg_points)
+        if loss.r1_target not in R1_TARGETS:
+            raise ValueError(f"loss.r1_target: expected one of {R1_TARGETS}, got {loss.r1_target!r}")
         if loss.lpips not in LPIPS_MODES:
             raise ValueError(f"loss.lpips: expected one of {LPIPS_MODES}, got {loss.lpips!r}")
         if loss.noise_mode not in ("random", "const", "none"):
