@@ -15,7 +15,7 @@ from mimic3d.tools.imaging import depth_range, depth_to_images, normals_to_image
 from mimic3d.tools.latents import seed_ws, style_mix
 from mimic3d.tools.normals import normals_from_depth
 from mimic3d.tools.planes import plane_norm_picture
-from mimic3d.tools.viewpoints import orbit_labels
+from mimic3d.tools.viewpoints import camera_preset_for, orbit_labels
 from mimic3d.viewer.frames import FrameRenderer, ViewSettings, capabilities
 
 PRESET = PRESETS["ffhq"]
@@ -126,6 +126,30 @@ def test_bad_settings_name_the_field(tiny, label):
     ]:
         with pytest.raises(ValueError, match=field):
             renderer.render(settings, label)
+
+
+def test_an_epigraf_generator_shows_its_one_branch_with_its_background():
+    torch.manual_seed(0)
+    G = TriplaneGenerator(generator_preset("tiny-epigraf-bg")).eval().requires_grad_(False)
+    preset = camera_preset_for(G)
+    caps = capabilities(G)
+    assert caps.branch_choices == ("3d",) and caps.shows == ("image", "depth", "normals", "planes")
+    renderer = FrameRenderer(G, preset)
+    label = orbit_labels([math.pi / 2 + 0.2], math.pi / 2, preset)[0]
+    frame = renderer.render(ViewSettings(seed=1, branch="3d", resolution_3d=24), label)
+    ws = seed_ws(G, [1], preset, truncation_psi=0.7)
+    with torch.no_grad():
+        image = G.synthesis(
+            ws, label[None], branch="3d", noise_mode="const", perturb=False, neural_rendering_resolution=24
+        )
+    np.testing.assert_array_equal(frame.panels[0], to_uint8(image["image"])[0])
+    for show in ("depth", "normals", "planes"):
+        assert (
+            renderer.render(ViewSettings(seed=1, branch="3d", show=show), label, preview=True).panels[0].std()
+            > 0
+        )
+    with pytest.raises(ValueError, match="branch"):
+        renderer.render(ViewSettings(seed=1, branch="2d"), label)
 
 
 class _Student(nn.Module):

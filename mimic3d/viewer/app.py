@@ -32,7 +32,7 @@ from mimic3d.tools.mesh import EG3D_LEVEL, seed_mesh, seed_volume
 from mimic3d.tools.trajectories import trajectory_labels
 from mimic3d.tools.viewpoints import camera_preset_for
 from mimic3d.viewer.camera import BrowserPose, browser_label, canvas_fov, canvas_frame, label_pose
-from mimic3d.viewer.frames import Frame, FrameRenderer, ViewSettings
+from mimic3d.viewer.frames import Frame, FrameRenderer, ViewSettings, capabilities
 from mimic3d.viewer.panels import Actions, Panels
 from mimic3d.viewer.worker import RenderWorker
 
@@ -177,10 +177,12 @@ class Viewer:
 
     @staticmethod
     def default_settings(G: nn.Module) -> ViewSettings:
-        """Seed 0, psi 0.7, the 2D branch; the 3D branch at the image size (at most 128 on CPU)."""
+        """Seed 0, psi 0.7, the model's first branch (2D where it has one); the 3D branch at the image
+        size (at most 128 on CPU)."""
         device = next(G.parameters()).device
         size = int(getattr(G, "img_resolution", 128))
         return ViewSettings(
+            branch=capabilities(G).branches[0],
             resolution_3d=size if device.type != "cpu" else min(size, 128),
             preview_resolution=64 if device.type != "cpu" else 32,
         )

@@ -17,6 +17,7 @@ that size. Depth and normal maps come from the branch's volume render (``normals
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 import time
 from collections import OrderedDict
@@ -58,13 +59,17 @@ class Capabilities:
 
 
 def capabilities(G: nn.Module) -> Capabilities:
-    """Tri-plane generators (EG3D, Mimic3D) have both branches (EG3D's "3d" is its raw volume render at
-    full resolution), planes and depth; any other generator with ``mapping`` and ``synthesis(ws, c)``
-    (e.g. a distilled 2D student) is shown through its default branch, image only."""
+    """Tri-plane generators have planes, depth and a "3d" branch (the field rendered directly at any
+    size: Mimic3D's 3D branch, EG3D's raw volume render, EpiGRAF's only image); those with a 2D
+    super-resolution (EG3D, Mimic3D) also the "2d" branch. Any other generator with ``mapping`` and
+    ``synthesis(ws, c)`` (e.g. a distilled 2D student) is shown through its default branch, image only."""
     if not (callable(getattr(G, "mapping", None)) and callable(getattr(G, "synthesis", None))):
         raise ValueError(f"{type(G).__name__}: the viewer needs a generator with mapping() and synthesis()")
     planes = all(callable(getattr(G, name, None)) for name in ("planes", "render", "sample_density"))
-    return Capabilities(branches=("2d", "3d") if planes else ("2d",), planes=planes, depth=planes)
+    if not planes:
+        return Capabilities(branches=("2d",), planes=False, depth=False)
+    branches = ("2d", "3d") if getattr(G, "superresolution", None) is not None else ("3d",)
+    return Capabilities(branches=branches, planes=True, depth=True)
 
 
 @dataclass(frozen=True)
@@ -77,7 +82,7 @@ class ViewSettings:
     blend: float = 0.0  # ... by this fraction (0: ``seed``, 1: ``blend_seed``)
     style_seed: int | None = None  # take the ws at ``style_layers`` from this seed
     style_layers: tuple[int, ...] = ()
-    branch: str = "2d"  # "2d", "3d" or "both"
+    branch: str = "2d"  # "2d", "3d" or "both" (``Capabilities.branch_choices``)
     show: str = "image"  # one of SHOWS
     resolution_2d: int | None = None  # 2D branch's neural rendering resolution (None: the model's)
     resolution_3d: int = 128  # 3D branch's frame size
@@ -239,7 +244,7 @@ class FrameRenderer:
                     neural_rendering_resolution=resolution,
                 )
                 return out["image"]
-            field_planes = planes if branch == "3d" else Triplanes(planes.coarse)
+            field_planes = planes if branch == "3d" else dataclasses.replace(planes, residual=None)
             rgb, depth = G.render(field_planes, c, resolution, perturb=False, channels=3)
         if settings.show == "image":
             return rgb

@@ -105,7 +105,7 @@ class Panels:
                 ),
                 initial_value=str(settings.resolution_2d or neural_resolution),
                 hint=f"neural rendering resolution before the super-resolution to {img_resolution}",
-                visible=caps.planes,
+                visible=caps.planes and "2d" in caps.branches,
             )
             self.preview = gui.add_dropdown(
                 "While moving",
