@@ -1,4 +1,21 @@
-"""Opt-in process set-up for CPU work: keep freed tensor memory for reuse (Linux glibc).
+"""Process set-up: numerics policy of the GPU backends, per-device kernel choices, and CPU allocator tuning.
+
+Backend policy (``apply_backend_policy``): EG3D's training loop and metric script switch TF32 off for
+matmuls and cuDNN convolutions and forbid reduced-precision fp16 reductions (and enable cuDNN's
+autotuner); on A100/H100-class GPUs PyTorch's defaults would run every convolution in TF32 and move
+outputs ~1e-3 away from the official ones. Training, metrics, the tools and the benchmarks all call
+``apply_backend_policy``; ``tf32=True`` (``--tf32``, ``run.tf32``) trades that exactness for speed.
+
+Kernel paths (``kernel_paths``): a few formulations were chosen for CPU speed (a clamped softplus,
+polyphase transposed convolutions, pixel-major 3D-aware tri-plane convolutions, cache-sized backward
+chunks of the tri-plane gather); CUDA devices get the official formulation instead until measured
+otherwise. All paths compute the same function (to float rounding); tests force either path.
+
+Host-device synchronisation: the training step is meant to be free of them except where a value
+must reach the host; those places are wrapped in ``expected_sync`` so that a step run under
+``torch.cuda.set_sync_debug_mode("error")`` fails on any other.
+
+CPU allocator:
 
 glibc hands blocks above its mmap threshold (128 KiB, adapting up to 32 MiB) straight back to the
 kernel when they are freed, and trims the heap top beyond twice that. A generator forward allocates
@@ -13,10 +30,15 @@ yourself, or start Python with ``MALLOC_MMAP_THRESHOLD_=1073741824 MALLOC_TRIM_T
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import ctypes.util
 import os
 import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import torch
 
 # mallopt parameter numbers from glibc's <malloc.h>.
 _M_TRIM_THRESHOLD = -1
@@ -48,3 +70,157 @@ def tune_cpu_allocator() -> bool:
     return bool(mallopt(_M_MMAP_THRESHOLD, MMAP_THRESHOLD_BYTES)) and bool(
         mallopt(_M_TRIM_THRESHOLD, TRIM_THRESHOLD_BYTES)
     )
+
+
+# ----------------------------------------------------------------------------- backend policy
+
+
+@dataclass(frozen=True)
+class BackendPolicy:
+    """The settings ``apply_backend_policy`` writes into ``torch.backends``."""
+
+    cudnn_benchmark: bool
+    matmul_tf32: bool
+    cudnn_tf32: bool
+    fp16_reduced_precision_reduction: bool
+
+
+def official_backend_policy(tf32: bool = False) -> BackendPolicy:
+    """EG3D's settings (``tf32=False``), or the fast ones: TF32 and reduced fp16 reductions allowed."""
+    return BackendPolicy(
+        cudnn_benchmark=True,
+        matmul_tf32=tf32,
+        cudnn_tf32=tf32,
+        fp16_reduced_precision_reduction=tf32,
+    )
+
+
+def apply_backend_policy(tf32: bool = False) -> BackendPolicy:
+    """Set the GPU numerics of this process (see the module docstring); returns what was applied.
+
+    Harmless without a GPU: the flags are process-wide settings that only CUDA kernels read.
+    """
+    policy = official_backend_policy(tf32)
+    torch.backends.cudnn.benchmark = policy.cudnn_benchmark
+    torch.backends.cuda.matmul.allow_tf32 = policy.matmul_tf32
+    torch.backends.cudnn.allow_tf32 = policy.cudnn_tf32
+    torch.backends.cuda.matmul.allow_fp16_reduced_precision_reduction = (
+        policy.fp16_reduced_precision_reduction
+    )
+    return policy
+
+
+def current_backend_policy() -> BackendPolicy:
+    """The settings in force now (whoever set them)."""
+    return BackendPolicy(
+        cudnn_benchmark=torch.backends.cudnn.benchmark,
+        matmul_tf32=torch.backends.cuda.matmul.allow_tf32,
+        cudnn_tf32=torch.backends.cudnn.allow_tf32,
+        fp16_reduced_precision_reduction=torch.backends.cuda.matmul.allow_fp16_reduced_precision_reduction,
+    )
+
+
+# ----------------------------------------------------------------------------- mixed precision
+
+PRECISIONS = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+def autocast(device: torch.device | str, precision: str = "fp32") -> contextlib.AbstractContextManager:
+    """``torch.autocast`` for ``precision`` ("bf16", "fp16") on ``device``; "fp32" does nothing.
+
+    The generator runs under it as an opt-in mixed-precision mode: convolutions and matmuls in the
+    reduced type, the tri-plane lookup, the volume rendering's weights and the outputs in float32.
+    """
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision: expected one of {sorted(PRECISIONS)}, got {precision!r}")
+    dtype = PRECISIONS[precision]
+    if dtype is None:
+        return contextlib.nullcontext()
+    return torch.autocast(torch.device(device).type, dtype=dtype)
+
+
+# ----------------------------------------------------------------------------- kernel paths
+
+
+@dataclass(frozen=True)
+class KernelPaths:
+    """Per-device choice between formulations of the same function (see the module docstring).
+
+    clamped_softplus: softplus(max(x, -20)) (torch's CPU softplus is slow far out), else F.softplus.
+    polyphase_transposed_conv: strided transposed convolutions as ``stride^2`` ordinary convolutions
+        (faster on CPU), else ``F.conv_transpose2d`` as the official code.
+    pixel_major_triplanes: 3D-aware tri-plane convolutions on pixel-major (channels-last) images with
+        combined phase kernels for 2x upsampling, else plain NCHW grouped convolutions and EG3D's
+        transposed-conv upsampling.
+    gather_backward_points: points per chunk of the tri-plane gather's backward (None: sized by
+        ``gather_backward_elements``, the number of [points, corners, channels] elements a chunk holds).
+    """
+
+    clamped_softplus: bool
+    polyphase_transposed_conv: bool
+    pixel_major_triplanes: bool
+    gather_backward_points: int | None
+    gather_backward_elements: int
+
+
+CPU_PATHS = KernelPaths(
+    clamped_softplus=True,
+    polyphase_transposed_conv=True,
+    pixel_major_triplanes=True,
+    gather_backward_points=4096,  # the [4096, K, C] scatter source stays in cache
+    gather_backward_elements=0,
+)
+# Official formulations; the backward chunk holds 2^26 elements (256 MiB in float32): a few dozen
+# large kernels per render instead of thousands of tiny ones.
+ACCELERATOR_PATHS = KernelPaths(
+    clamped_softplus=False,
+    polyphase_transposed_conv=False,
+    pixel_major_triplanes=False,
+    gather_backward_points=None,
+    gather_backward_elements=1 << 26,
+)
+_forced_paths: KernelPaths | None = None
+
+
+def kernel_paths(device: torch.device | str) -> KernelPaths:
+    """The formulations used for tensors on ``device`` (``forced_kernel_paths`` overrides)."""
+    if _forced_paths is not None:
+        return _forced_paths
+    return CPU_PATHS if torch.device(device).type == "cpu" else ACCELERATOR_PATHS
+
+
+@contextlib.contextmanager
+def forced_kernel_paths(paths: KernelPaths) -> Iterator[None]:
+    """Use ``paths`` on every device inside the block (tests, measurements)."""
+    global _forced_paths
+    previous, _forced_paths = _forced_paths, paths
+    try:
+        yield
+    finally:
+        _forced_paths = previous
+
+
+# ----------------------------------------------------------------------------- synchronisation
+
+
+@contextlib.contextmanager
+def expected_sync(reason: str) -> Iterator[None]:
+    """Mark a deliberate host-device synchronisation (``reason`` says why it is needed).
+
+    Inside the block CUDA's sync debug mode is off, so that a step run under
+    ``torch.cuda.set_sync_debug_mode("error")`` fails only on unexpected synchronisations.
+    ``EXPECTED_SYNCS`` counts the blocks entered, by reason.
+    """
+    EXPECTED_SYNCS[reason] = EXPECTED_SYNCS.get(reason, 0) + 1
+    if not torch.cuda.is_available():
+        yield
+        return
+    mode = torch.cuda.get_sync_debug_mode()
+    torch.cuda.set_sync_debug_mode(0)
+    try:
+        yield
+    finally:
+        torch.cuda.set_sync_debug_mode(mode)
+
+
+EXPECTED_SYNCS: dict[str, int] = {}
