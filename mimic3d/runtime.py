@@ -33,6 +33,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import ctypes.util
+import functools
 import os
 import sys
 from collections.abc import Iterator
@@ -139,6 +140,38 @@ def autocast(device: torch.device | str, precision: str = "fp32") -> contextlib.
     return torch.autocast(torch.device(device).type, dtype=dtype)
 
 
+# ----------------------------------------------------------------------------- torch.compile
+
+
+def compile_unavailable(device: torch.device | str) -> str | None:
+    """Why ``torch.compile`` cannot run on ``device`` here (None when it can): its CPU backend needs a
+    C++ compiler, its GPU backend Triton."""
+    import importlib.util
+    import shutil
+
+    if not hasattr(torch, "compile") or not torch._dynamo.is_dynamo_supported():
+        return f"torch.compile is not supported with this torch {torch.__version__} / Python"
+    if torch.device(device).type == "cuda":
+        return None if importlib.util.find_spec("triton") is not None else "Triton is not installed"
+    compilers = (os.environ.get("CXX"), "c++", "g++", "clang++")
+    if not any(c and shutil.which(c) for c in compilers):
+        return "no C++ compiler found (set CXX)"
+    return None
+
+
+def compile_modules(modules: list[torch.nn.Module], device: torch.device | str) -> str:
+    """Compile each module's ``forward`` in place (``nn.Module.compile``: names, state dicts and
+    checkpoints are unchanged); a one-line status. Where compiling is unavailable nothing changes,
+    and a graph that fails to compile later runs eagerly (dynamo's ``suppress_errors``)."""
+    reason = compile_unavailable(device)
+    if reason is not None:
+        return f"torch.compile unavailable ({reason}): running eagerly"
+    torch._dynamo.config.suppress_errors = True
+    for module in modules:
+        module.compile(dynamic=False)
+    return f"torch.compile: {len(modules)} modules compiled (eager fallback on errors)"
+
+
 # ----------------------------------------------------------------------------- kernel paths
 
 
@@ -224,3 +257,22 @@ def expected_sync(reason: str) -> Iterator[None]:
 
 
 EXPECTED_SYNCS: dict[str, int] = {}
+
+
+@functools.lru_cache(maxsize=256)
+def device_constant(values: tuple, device: torch.device, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    """A small constant tensor of nested tuples ``values`` on ``device``, built and copied once.
+
+    Hot paths use it instead of ``torch.tensor(..., device=...)``, whose host-to-device copy makes
+    every call wait for the GPU. The tensor is shared: never modify it in place.
+    """
+    return torch.tensor(values, dtype=dtype).to(device)
+
+
+def on_host(*tensors: torch.Tensor) -> bool:
+    """Whether every tensor is on the CPU, where checking its values costs no synchronisation.
+
+    Value checks of inputs (index ranges, probabilities) run only then: tensors already on a GPU were
+    made there by our own code (e.g. random patch corners), and reading them back would stall it.
+    """
+    return all(t.device.type == "cpu" for t in tensors)

@@ -49,7 +49,7 @@ def _inputs(size: int = 12, seed: int = 0, n: int = 2, points: int = 400):
     # Past the box on every side (zero padding and the clamps), plus exact texel centres and edges.
     xyz = (torch.rand(n, points, 3, generator=gen) * 2 - 1) * 0.7
     centres = (torch.arange(size) + 0.5) / size - 0.5
-    xyz[:, : size, :] = centres[:, None]
+    xyz[:, :size, :] = centres[:, None]
     xyz[:, size : size + 2, :] = torch.tensor([-0.5, 0.5])[:, None]
     return planes, xyz
 
@@ -122,9 +122,11 @@ def test_align_corners_true_equals_grid_sample(convention: str) -> None:
     planes, points = _inputs(seed=3)
     n, _, c, h, w = planes.shape
     coords = project_onto_planes(points * 2, convention)
-    reference = F.grid_sample(
-        planes.reshape(n * 3, c, h, w), coords.reshape(n * 3, 1, -1, 2), align_corners=True
-    ).permute(0, 3, 2, 1).reshape(n, 3, -1, c)
+    reference = (
+        F.grid_sample(planes.reshape(n * 3, c, h, w), coords.reshape(n * 3, 1, -1, 2), align_corners=True)
+        .permute(0, 3, 2, 1)
+        .reshape(n, 3, -1, c)
+    )
     got = sample_triplane(planes, points, 1.0, convention, align_corners=True)
     # Different float32 rounding of the unnormalised coordinate (one product, error ~S * eps).
     torch.testing.assert_close(got, reference, rtol=0, atol=1e-5)
@@ -139,7 +141,9 @@ def test_backward_chunk_depends_on_the_device() -> None:
     assert backward_chunk(torch.device("cuda"), 24, 32) == (1 << 26) // (24 * 32)
 
 
-@pytest.mark.parametrize("paths", [CPU_PATHS, ACCELERATOR_PATHS, replace(ACCELERATOR_PATHS, gather_backward_elements=700)])
+@pytest.mark.parametrize(
+    "paths", [CPU_PATHS, ACCELERATOR_PATHS, replace(ACCELERATOR_PATHS, gather_backward_elements=700)]
+)
 def test_gradients_do_not_depend_on_the_backward_chunking(paths) -> None:
     planes, points = _inputs(seed=4, points=300)
     coarse = planes.clone().requires_grad_(True)

@@ -31,6 +31,7 @@ from mimic3d.metrics.protocols import MetricProtocol, get_protocol
 from mimic3d.metrics.runner import GenerateFn, compute_metric, report_metric
 from mimic3d.models.generator import BRANCHES
 from mimic3d.nn.modulated import NOISE_MODES
+from mimic3d.runtime import apply_backend_policy
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -103,6 +104,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--device", default=None, help="cuda or cpu (default: cuda when available)")
     parser.add_argument(
+        "--tf32",
+        action="store_true",
+        help="allow TF32 matmuls/convolutions on GPUs: faster, but ~1e-3 off the official numerics "
+        "(default: off, as EG3D)",
+    )
+    parser.add_argument(
         "--noise-mode",
         choices=NOISE_MODES,
         default="random",
@@ -154,6 +161,7 @@ class MetricsJob:
     batch_gen: int
     workers: int
     seed: int
+    tf32: bool = False
 
 
 def parse_protocols(
@@ -213,6 +221,7 @@ def prepare_job(args: argparse.Namespace) -> MetricsJob:
         batch_gen=args.batch_gen,
         workers=args.workers,
         seed=args.seed,
+        tf32=args.tf32,
     )
 
 
@@ -256,6 +265,7 @@ def _rank_main(rank: int, world: int, job: MetricsJob, rendezvous: str) -> None:
 
 def evaluate(job: MetricsJob, device: torch.device) -> list[dict[str, Any]]:
     """Compute and report every protocol of ``job`` on this rank; returns the JSON records."""
+    apply_backend_policy(tf32=job.tf32)  # this rank may be a fresh process
     G = load(job.network, device)
     dataset = ImageDataset(job.data)
     resolution = getattr(G, "img_resolution", None)

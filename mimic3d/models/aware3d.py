@@ -6,6 +6,7 @@ Plane layout (Mimic3D's (x,y), (y,z), (z,x) projection; every plane square, R x 
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Sequence
 
@@ -165,8 +166,10 @@ def _grouped_conv(
     if kernel_size == 1 and up == 1:
         pixels = x.permute(2, 3, 0, 1).reshape(h * w, groups, c)
         weight_t = weight.view(groups, out_channels, c).transpose(1, 2)
-        if torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in (x, weight, bias)):
-            out = torch.matmul(pixels.transpose(0, 1), weight_t).transpose(0, 1)  # autograd-friendly
+        grads = torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in (x, weight, bias))
+        if grads or torch.is_autocast_enabled(x.device.type):
+            # Autograd- and autocast-friendly (``out=`` products are neither).
+            out = torch.matmul(pixels.transpose(0, 1), weight_t).transpose(0, 1)
             out = out if bias is None else out + bias
             return out.reshape(h, w, n, -1).permute(2, 3, 0, 1)
         # One product per sample with the groups' weights on a block diagonal: 3x the multiply-adds
@@ -211,12 +214,18 @@ def _upsampling_phase_kernels(weight: Tensor, resample_filter: Tensor) -> Tensor
     if resample_filter.shape != (4, 4):
         raise ValueError(f"resample_filter: expected a 4x4 filter, got {list(resample_filter.shape)}")
     taps = resample_filter.flip([0, 1]).to(weight) * 4  # upfirdn2d convolves; the gain is up**2
-    r, e, j, k = torch.meshgrid(*(torch.arange(n) for n in (2, 3, 4, 3)), indexing="ij")
-    # select[r, e, j, k]: filter tap j and conv tap k land on input offset e - 1 of output phase r.
-    select = (r + j - 1 - k == 2 * (e - 1)).to(weight)
+    select = _phase_selection(weight.device, weight.dtype)
     combined = torch.einsum("aeij,bfkl,ik->abefjl", select, select, taps)
     kernels = torch.einsum("abefjl,gocjl->gabocef", combined, weight)
     return kernels.reshape(-1, weight.shape[2], 3, 3)
+
+
+@functools.lru_cache(maxsize=16)
+def _phase_selection(device: torch.device, dtype: torch.dtype) -> Tensor:
+    """select[r, e, j, k] [2, 3, 4, 3]: filter tap j and conv tap k land on input offset e - 1 of output
+    phase r. Built once per device (building it on the CPU per layer would copy it every call)."""
+    r, e, j, k = torch.meshgrid(*(torch.arange(n, device=device) for n in (2, 3, 4, 3)), indexing="ij")
+    return (r + j - 1 - k == 2 * (e - 1)).to(dtype)
 
 
 def _add_line_term(out: Tensor, narrow: Tensor, dim: int) -> None:

@@ -116,18 +116,20 @@ class TriplaneGenerator(nn.Module):
         """z [N, z_dim], conditioning camera c [N, 25] -> ws [N, num_ws, w_dim].
 
         Generator pose conditioning: c is multiplied by ``c_scale``, or zeroed when the model was
-        trained without it (``c_gen_conditioning_zero``).
+        trained without it (``c_gen_conditioning_zero``). Always float32: the mapping is cheap and
+        every later layer reads its output, so it runs with autocast off.
         """
         self._check_camera(c, z.shape[0] if isinstance(z, Tensor) else None)
         if self.config.c_gen_conditioning_zero:
             c = torch.zeros_like(c)
-        return self.backbone.mapping(
-            z,
-            c * self.config.c_scale,
-            truncation_psi=truncation_psi,
-            truncation_cutoff=truncation_cutoff,
-            update_emas=update_emas,
-        )
+        with torch.autocast(z.device.type, enabled=False):
+            return self.backbone.mapping(
+                z.float(),
+                c.float() * self.config.c_scale,
+                truncation_psi=truncation_psi,
+                truncation_cutoff=truncation_cutoff,
+                update_emas=update_emas,
+            )
 
     def planes(
         self,
@@ -194,7 +196,8 @@ class TriplaneGenerator(nn.Module):
         image = rgb
         if self.superresolution is not None:
             image = self.superresolution(rgb, features, ws, fused_modconv=self._fused(fused_modconv))
-        return {"image": image, "image_raw": rgb, "image_depth": depth, "feature_image": features}
+        # float32 outputs also under autocast (the super-resolution then runs in the reduced type).
+        return {"image": image.float(), "image_raw": rgb, "image_depth": depth, "feature_image": features}
 
     def forward(
         self,

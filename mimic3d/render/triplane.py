@@ -266,7 +266,8 @@ class TriplaneSampler:
                 texel_floor = texel.floor()
                 frac = texel - texel_floor
                 both = torch.cat([1 - frac, frac], 1)  # [P, 6]: (1 - f, f) per axis
-                weight = both.index_select(1, layout.height_column) * both.index_select(1, layout.width_column)
+                height = both.index_select(1, layout.height_column)
+                weight = height * both.index_select(1, layout.width_column)
                 if plane_scale != 1:
                     weight = weight * plane_scale
                 weights.append(weight.to(self.rows.dtype))
