@@ -11,7 +11,7 @@ import torch
 
 from mimic3d.camera import PRESETS
 from mimic3d.models import TriplaneGenerator, generator_preset
-from mimic3d.runtime import autocast
+from mimic3d.runtime import ACCELERATOR_PATHS, CPU_PATHS, autocast, forced_kernel_paths
 from mimic3d.tools.viewpoints import view_labels
 
 # Unit roundoff of each reduced type (half its machine epsilon).
@@ -27,14 +27,18 @@ def generator(request):
     return G, G.mapping(z, c), c
 
 
-@pytest.mark.parametrize("precision", ["bf16", "fp16"])
+# The CPU's kernel paths in both reduced types, and the official (CUDA) paths in bfloat16.
+@pytest.mark.parametrize(
+    ("precision", "paths"), [("bf16", CPU_PATHS), ("fp16", CPU_PATHS), ("bf16", ACCELERATOR_PATHS)]
+)
 @pytest.mark.parametrize("branch", ["2d", "3d"])
-def test_generator_under_autocast_matches_float32(generator, precision: str, branch: str) -> None:
+def test_generator_under_autocast_matches_float32(generator, precision: str, paths, branch: str) -> None:
     G, ws, c = generator
-    expected = G.synthesis(ws, c, branch=branch, noise_mode="const", perturb=False)
-    with autocast("cpu", precision):
-        got = G.synthesis(ws, c, branch=branch, noise_mode="const", perturb=False)
-        assert G.mapping(torch.zeros(1, G.config.z_dim), c[:1]).dtype == torch.float32
+    with forced_kernel_paths(paths):
+        expected = G.synthesis(ws, c, branch=branch, noise_mode="const", perturb=False)
+        with autocast("cpu", precision):
+            got = G.synthesis(ws, c, branch=branch, noise_mode="const", perturb=False)
+            assert G.mapping(torch.zeros(1, G.config.z_dim), c[:1]).dtype == torch.float32
     u = UNIT_ROUNDOFF[precision]
     for key in ("image", "image_raw", "image_depth"):
         assert got[key].dtype == torch.float32 and got[key].shape == expected[key].shape

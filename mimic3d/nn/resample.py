@@ -20,6 +20,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from mimic3d.runtime import kernel_paths
+
 Scaling = int | Sequence[int]
 Padding = int | Sequence[int]
 
@@ -234,10 +236,16 @@ def _transposed_conv(x: Tensor, kernel: Tensor, stride: int, groups: int) -> Ten
     -> [N, O, (H-1)*stride + kh, (W-1)*stride + kw]. Computed polyphase: output pixels with the
     same phase (m mod stride) see only every stride-th tap, so each phase is an ordinary
     convolution of x with that sub-kernel. On CPU this beats conv_transpose2d by up to ~1.8x for
-    the StyleGAN layer sizes (same multiply count, faster kernels).
+    the StyleGAN layer sizes (same multiply count, faster kernels); elsewhere (``kernel_paths``)
+    ``F.conv_transpose2d`` runs, as in the official code.
     """
-    n, _, height, width = x.shape
+    n, in_channels, height, width = x.shape
     out_channels, _, kh, kw = kernel.shape
+    if not kernel_paths(x.device).polyphase_transposed_conv:
+        # conv_transpose2d's weight is [I, O/groups, kh, kw]; it scatters without flipping.
+        per_group = kernel.reshape(groups, out_channels // groups, in_channels // groups, kh, kw)
+        weight = per_group.transpose(1, 2).reshape(in_channels, out_channels // groups, kh, kw)
+        return F.conv_transpose2d(x, weight, stride=stride, groups=groups)
     out_shape = [n, out_channels, (height - 1) * stride + kh, (width - 1) * stride + kw]
     covered = stride <= kh and stride <= kw
     y = x.new_empty(out_shape) if covered else x.new_zeros(out_shape)
