@@ -244,19 +244,27 @@ def expected_sync(reason: str) -> Iterator[None]:
     ``torch.cuda.set_sync_debug_mode("error")`` fails only on unexpected synchronisations.
     ``EXPECTED_SYNCS`` counts the blocks entered, by reason.
     """
+    global _expected_depth
     EXPECTED_SYNCS[reason] = EXPECTED_SYNCS.get(reason, 0) + 1
-    if not torch.cuda.is_available():
-        yield
-        return
-    mode = torch.cuda.get_sync_debug_mode()
-    torch.cuda.set_sync_debug_mode(0)
+    mode = torch.cuda.get_sync_debug_mode() if torch.cuda.is_available() else 0
+    if mode:
+        torch.cuda.set_sync_debug_mode(0)
+    _expected_depth += 1
     try:
         yield
     finally:
-        torch.cuda.set_sync_debug_mode(mode)
+        _expected_depth -= 1
+        if mode:
+            torch.cuda.set_sync_debug_mode(mode)
+
+
+def in_expected_sync() -> bool:
+    """Whether an ``expected_sync`` block is running (sync checkers on the CPU ask this)."""
+    return _expected_depth > 0
 
 
 EXPECTED_SYNCS: dict[str, int] = {}
+_expected_depth = 0
 
 
 @functools.lru_cache(maxsize=256)
