@@ -399,7 +399,8 @@ class HyperModulatedPatchDiscriminator(nn.Module):
             )
         # The learned embedding has one row per 1/multiplier step of [0, 1]; values outside have none.
         # Checked on the CPU only (``on_host``): on a GPU the check would stall every training step.
-        if on_host(scale, offset) and not (bool(((scale > 0) & (scale <= 1)).all()) and bool(((offset >= 0) & (offset <= 1)).all())):
+        in_range = ((scale > 0) & (scale <= 1)).all() & ((offset >= 0) & (offset <= 1)).all()
+        if on_host(scale, offset) and not bool(in_range):
             raise ValueError(
                 "HyperModulatedPatchDiscriminator: scale must lie in (0, 1] and offset in [0, 1]"
             )
