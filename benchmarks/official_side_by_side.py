@@ -126,6 +126,16 @@ def _official_generator(folder: Path, cfg: GeneratorConfig, ops: str) -> tuple[t
     return G, compiled
 
 
+def official_state(ours: torch.nn.Module, theirs: torch.nn.Module) -> dict[str, torch.Tensor]:
+    """Our state dict in the official module's shapes (Mimic3D stores the 4x4 const as [1, C, 4, 4])."""
+    shapes = {k: v.shape for k, v in theirs.state_dict().items()}
+    state = {}
+    for key, value in ours.state_dict().items():
+        shape = shapes.get(key)
+        state[key] = value.reshape(shape) if shape is not None and shape != value.shape else value
+    return state
+
+
 def _time(fn, device: torch.device, repeat: int) -> float:
     fn()
     synchronize(device)
@@ -145,7 +155,7 @@ def run_case(case: str, official: Path, device: torch.device, batch: int, repeat
     torch.manual_seed(0)
     ours = TriplaneGenerator(cfg).eval().requires_grad_(False).to(device)
     theirs, compiled = _official_generator(official, cfg, ops)
-    missing, unexpected = theirs.load_state_dict(ours.state_dict(), strict=False)
+    missing, unexpected = theirs.load_state_dict(official_state(ours, theirs), strict=False)
     theirs = theirs.eval().requires_grad_(False).to(device)
     z = torch.randn(batch, cfg.z_dim, device=device)
     c = torch.zeros(batch, cfg.c_dim, device=device)
