@@ -1,6 +1,11 @@
-"""Process set-up: numerics policy of the GPU backends, per-device kernel choices, and CPU allocator tuning.
+"""What this machine offers and how processes use it: devices, CPU cores, GPU numerics and kernel
+choices, host-device synchronisation, and the opt-in allocator tuning.
 
-Backend policy (``apply_backend_policy``): EG3D's training loop and metric script switch TF32 off for
+Devices: ``resolve_device`` turns "auto", "cpu", "cuda", "cuda:1" or "mps" into a ``torch.device``
+that exists here, with a one-line error otherwise (a CPU-only torch has no CUDA). Cores:
+``available_cpus`` counts the cores this process may use; ``default_workers`` sizes helper pools.
+
+GPU backends (``apply_backend_policy``): EG3D's training loop and metric script switch TF32 off for
 matmuls and cuDNN convolutions and forbid reduced-precision fp16 reductions (and enable cuDNN's
 autotuner); on A100/H100-class GPUs PyTorch's defaults would run every convolution in TF32 and move
 outputs ~1e-3 away from the official ones. Training, metrics, the tools and the benchmarks all call
@@ -15,7 +20,7 @@ Host-device synchronisation: the training step is meant to be free of them excep
 must reach the host; those places are wrapped in ``expected_sync`` so that a step run under
 ``torch.cuda.set_sync_debug_mode("error")`` fails on any other.
 
-CPU allocator:
+Allocator: keep freed tensor memory for reuse (Linux glibc).
 
 glibc hands blocks above its mmap threshold (128 KiB, adapting up to 32 MiB) straight back to the
 kernel when they are freed, and trims the heap top beyond twice that. A generator forward allocates
@@ -38,8 +43,10 @@ import os
 import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-import torch
+if TYPE_CHECKING:
+    import torch
 
 # mallopt parameter numbers from glibc's <malloc.h>.
 _M_TRIM_THRESHOLD = -1
@@ -47,6 +54,51 @@ _M_MMAP_THRESHOLD = -3
 MMAP_THRESHOLD_BYTES = 1 << 30
 TRIM_THRESHOLD_BYTES = (1 << 31) - 1
 ENV_SWITCH = "MIMIC3D_MALLOC_TUNING"
+
+
+DEVICES = ("auto", "cpu", "cuda", "mps")
+
+
+def resolve_device(device: str | torch.device = "auto", name: str = "device") -> torch.device:
+    """ "auto" -> CUDA if available, else MPS if available, else CPU; a named device ("cuda", "cuda:1",
+    "mps", "cpu" or a ``torch.device``) must exist here, else ValueError naming ``name``."""
+    import torch  # here, so that the console script starts without loading torch
+
+    if isinstance(device, str) and device == "auto":
+        cuda, mps = torch.cuda.is_available(), torch.backends.mps.is_available()
+        return torch.device("cuda" if cuda else "mps" if mps else "cpu")
+    try:
+        resolved = torch.device(device)
+    except (RuntimeError, TypeError):
+        resolved = None
+    if resolved is None or resolved.type not in DEVICES:
+        raise ValueError(f"{name}: expected one of {', '.join(DEVICES)} (or cuda:N), got {device!r}")
+    if resolved.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ValueError(
+                f"{name}: {device!r} requested, but this torch build sees no CUDA device; use cpu"
+            )
+        if resolved.index is not None and resolved.index >= torch.cuda.device_count():
+            raise ValueError(
+                f"{name}: {device!r} requested, but {torch.cuda.device_count()} CUDA devices exist"
+            )
+    if resolved.type == "mps" and not torch.backends.mps.is_available():
+        raise ValueError(f"{name}: 'mps' requested, but MPS is not available on this machine; use cpu")
+    return resolved
+
+
+def available_cpus() -> int:
+    """CPU cores this process may run on (its affinity mask where the OS has one)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # macOS and Windows have no affinity masks
+        return max(1, os.cpu_count() or 1)
+
+
+def default_workers(at_most: int) -> int:
+    """Helper processes by default: one per available core beside the main process, at most
+    ``at_most`` (0 on a single core: the main process does the work itself)."""
+    return max(0, min(at_most, available_cpus() - 1))
 
 
 def tuning_requested() -> bool:
@@ -101,6 +153,8 @@ def apply_backend_policy(tf32: bool = False) -> BackendPolicy:
 
     Harmless without a GPU: the flags are process-wide settings that only CUDA kernels read.
     """
+    import torch
+
     policy = official_backend_policy(tf32)
     torch.backends.cudnn.benchmark = policy.cudnn_benchmark
     torch.backends.cuda.matmul.allow_tf32 = policy.matmul_tf32
@@ -113,6 +167,8 @@ def apply_backend_policy(tf32: bool = False) -> BackendPolicy:
 
 def current_backend_policy() -> BackendPolicy:
     """The settings in force now (whoever set them)."""
+    import torch
+
     return BackendPolicy(
         cudnn_benchmark=torch.backends.cudnn.benchmark,
         matmul_tf32=torch.backends.cuda.matmul.allow_tf32,
@@ -123,7 +179,7 @@ def current_backend_policy() -> BackendPolicy:
 
 # ----------------------------------------------------------------------------- mixed precision
 
-PRECISIONS = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
+PRECISIONS = ("fp32", "bf16", "fp16")
 
 
 def autocast(device: torch.device | str, precision: str = "fp32") -> contextlib.AbstractContextManager:
@@ -132,11 +188,13 @@ def autocast(device: torch.device | str, precision: str = "fp32") -> contextlib.
     The generator runs under it as an opt-in mixed-precision mode: convolutions and matmuls in the
     reduced type, the tri-plane lookup, the volume rendering's weights and the outputs in float32.
     """
+    import torch
+
     if precision not in PRECISIONS:
-        raise ValueError(f"precision: expected one of {sorted(PRECISIONS)}, got {precision!r}")
-    dtype = PRECISIONS[precision]
-    if dtype is None:
+        raise ValueError(f"precision: expected one of {', '.join(PRECISIONS)}, got {precision!r}")
+    if precision == "fp32":
         return contextlib.nullcontext()
+    dtype = torch.bfloat16 if precision == "bf16" else torch.float16
     return torch.autocast(torch.device(device).type, dtype=dtype)
 
 
@@ -148,6 +206,8 @@ def compile_unavailable(device: torch.device | str) -> str | None:
     C++ compiler, its GPU backend Triton."""
     import importlib.util
     import shutil
+
+    import torch
 
     if not hasattr(torch, "compile") or not torch._dynamo.is_dynamo_supported():
         return f"torch.compile is not supported with this torch {torch.__version__} / Python"
@@ -163,6 +223,8 @@ def compile_modules(modules: list[torch.nn.Module], device: torch.device | str) 
     """Compile each module's ``forward`` in place (``nn.Module.compile``: names, state dicts and
     checkpoints are unchanged); a one-line status. Where compiling is unavailable nothing changes,
     and a graph that fails to compile later runs eagerly (dynamo's ``suppress_errors``)."""
+    import torch
+
     reason = compile_unavailable(device)
     if reason is not None:
         return f"torch.compile unavailable ({reason}): running eagerly"
@@ -219,7 +281,8 @@ def kernel_paths(device: torch.device | str) -> KernelPaths:
     """The formulations used for tensors on ``device`` (``forced_kernel_paths`` overrides)."""
     if _forced_paths is not None:
         return _forced_paths
-    return CPU_PATHS if torch.device(device).type == "cpu" else ACCELERATOR_PATHS
+    kind = device if isinstance(device, str) else device.type
+    return CPU_PATHS if kind.split(":")[0] == "cpu" else ACCELERATOR_PATHS
 
 
 @contextlib.contextmanager
@@ -244,6 +307,8 @@ def expected_sync(reason: str) -> Iterator[None]:
     ``torch.cuda.set_sync_debug_mode("error")`` fails only on unexpected synchronisations.
     ``EXPECTED_SYNCS`` counts the blocks entered, by reason.
     """
+    import torch
+
     global _expected_depth
     EXPECTED_SYNCS[reason] = EXPECTED_SYNCS.get(reason, 0) + 1
     mode = torch.cuda.get_sync_debug_mode() if torch.cuda.is_available() else 0
@@ -268,13 +333,15 @@ _expected_depth = 0
 
 
 @functools.lru_cache(maxsize=256)
-def device_constant(values: tuple, device: torch.device, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+def device_constant(values: tuple, device: torch.device, dtype: torch.dtype | None = None) -> torch.Tensor:
     """A small constant tensor of nested tuples ``values`` on ``device``, built and copied once.
 
     Hot paths use it instead of ``torch.tensor(..., device=...)``, whose host-to-device copy makes
     every call wait for the GPU. The tensor is shared: never modify it in place.
     """
-    return torch.tensor(values, dtype=dtype).to(device)
+    import torch
+
+    return torch.tensor(values, dtype=torch.float32 if dtype is None else dtype).to(device)
 
 
 def on_host(*tensors: torch.Tensor) -> bool:
