@@ -160,7 +160,8 @@ NOT_RUNNABLE = [
     Rule(
         r"^bash benchmarks/gpu_check\.sh",
         None,
-        "downloads wheels (--prepare) or needs a GPU machine; MIMIC3D_CUDA_SUITE_DEVICE=cpu dry-runs tests/cuda",
+        "downloads wheels (--prepare) or needs a GPU machine; "
+        "MIMIC3D_CUDA_SUITE_DEVICE=cpu dry-runs tests/cuda",
     ),
 ]
 
