@@ -332,16 +332,30 @@ EXPECTED_SYNCS: dict[str, int] = {}
 _expected_depth = 0
 
 
-@functools.lru_cache(maxsize=256)
 def device_constant(values: tuple, device: torch.device, dtype: torch.dtype | None = None) -> torch.Tensor:
-    """A small constant tensor of nested tuples ``values`` on ``device``, built and copied once.
+    """A small constant tensor of nested tuples ``values`` on ``device`` (``dtype``: torch's default
+    floating dtype, as ``torch.tensor``), built and copied once per device and dtype.
 
     Hot paths use it instead of ``torch.tensor(..., device=...)``, whose host-to-device copy makes
     every call wait for the GPU. The tensor is shared: never modify it in place.
     """
     import torch
 
-    return torch.tensor(values, dtype=torch.float32 if dtype is None else dtype).to(device)
+    return _device_constant(values, torch.device(device), dtype or torch.get_default_dtype())
+
+
+@functools.lru_cache(maxsize=256)
+def _device_constant(values: tuple, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
+    import torch
+
+    return torch.tensor(values, dtype=dtype).to(device)
+
+
+def full_precision(tensor: torch.Tensor) -> torch.Tensor:
+    """``tensor`` in float32, or float64 if it is: reduced-precision results (autocast) are upcast."""
+    import torch
+
+    return tensor.to(torch.promote_types(tensor.dtype, torch.float32))
 
 
 def on_host(*tensors: torch.Tensor) -> bool:

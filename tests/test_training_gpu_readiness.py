@@ -11,6 +11,7 @@ CUDA suite (tests/cuda) runs the same steps under ``torch.cuda.set_sync_debug_mo
 from __future__ import annotations
 
 import copy
+import sys
 from collections.abc import Callable
 
 import pytest
@@ -18,8 +19,6 @@ import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 from training_support import tiny_config, write_random_dataset
 
-import mimic3d.models.patch_discriminator as patch_discriminator_module
-import mimic3d.render.rays as rays_module
 from mimic3d import runtime
 from mimic3d.cli.main import main as cli_main
 from mimic3d.models import TriplaneGenerator, generator_preset
@@ -84,9 +83,11 @@ def test_training_step_has_no_unexpected_syncs(family: str, dataset, tmp_path, m
     trainer.labels.sample = recorder.pause(trainer.labels.sample)
     for phase in trainer.phases:
         phase.optimizer.step = recorder.pause(phase.optimizer.step)  # CPU step counters by design
-    # On a GPU these value checks are skipped (their inputs are device tensors, see runtime.on_host).
-    monkeypatch.setattr(rays_module, "on_host", lambda *t: False)
-    monkeypatch.setattr(patch_discriminator_module, "on_host", lambda *t: False)
+    # On a GPU these value checks are skipped (their inputs are device tensors, see runtime.on_host):
+    # every module that uses the rule sees device tensors here.
+    users = [m for n, m in sys.modules.items() if n.startswith("mimic3d.") and m is not runtime]
+    for module in [m for m in users if getattr(m, "on_host", None) is runtime.on_host]:
+        monkeypatch.setattr(module, "on_host", lambda *t: False)
     before = dict(runtime.EXPECTED_SYNCS)
     with recorder:
         objectives = trainer.train_step()

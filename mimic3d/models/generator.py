@@ -28,6 +28,7 @@ from mimic3d.models.superresolution import SuperResolution
 from mimic3d.nn.backbone import StyleGAN2Backbone
 from mimic3d.nn.modulated import NOISE_MODES
 from mimic3d.render import TriplaneDecoder, TriplaneRenderer, generate_patch_rays, generate_rays
+from mimic3d.runtime import full_precision, on_host
 
 BRANCHES = ("2d", "3d")
 
@@ -125,8 +126,8 @@ class TriplaneGenerator(nn.Module):
             c = torch.zeros_like(c)
         with torch.autocast(z.device.type, enabled=False):
             return self.backbone.mapping(
-                z.float(),
-                c.float() * self.config.c_scale,
+                full_precision(z),
+                full_precision(c) * self.config.c_scale,
                 truncation_psi=truncation_psi,
                 truncation_cutoff=truncation_cutoff,
                 update_emas=update_emas,
@@ -203,7 +204,7 @@ class TriplaneGenerator(nn.Module):
         if self.superresolution is not None:
             image = self.superresolution(rgb, features, ws, fused_modconv=self._fused(fused_modconv))
         # float32 outputs also under autocast (the super-resolution then runs in the reduced type).
-        return {"image": image.float(), "image_raw": rgb, "image_depth": depth, "feature_image": features}
+        return {"image": full_precision(image), "image_raw": rgb, "image_depth": depth, "feature_image": features}
 
     def forward(
         self,
@@ -342,10 +343,13 @@ class TriplaneGenerator(nn.Module):
 
     def _camera(self, c: Any, batch_size: int) -> Tensor:
         """Camera labels c [N, c_dim] checked (shape, batch, finite values) and cast like ``_input``."""
+        given = c
         c = self._input(c, "c", [self.c_dim], "camera labels")
         if c.shape[0] != batch_size:
             raise ValueError(f"c: batch size {c.shape[0]} differs from the latents' {batch_size}")
-        if not bool(torch.isfinite(c).all()):
+        # Values are checked where that costs no GPU synchronisation (``on_host``): labels given on
+        # the CPU; labels already on a GPU come from our own samplers.
+        if on_host(given) and not bool(torch.isfinite(given).all()):
             raise ValueError(
                 "c: camera labels hold NaN or infinite values (mimic3d.camera.validate_label names them)"
             )

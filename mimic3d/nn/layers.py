@@ -136,6 +136,11 @@ class _PiecewiseLinearBiasAct(torch.autograd.Function):
         act, alpha, gain, clamp, bias_shape, bias_grad = ctx.settings
         # Differentiable in grad (double backward for R1); the slope is piecewise constant in y.
         grad_x = grad * _slope(y, act, alpha, gain, clamp)
+        if torch.is_grad_enabled():
+            # Under create_graph, keep the input and bias in the graph of this gradient with their zero
+            # second derivative, as autograd's composition does: R1 then gives biases zero gradients
+            # (the official reference path) rather than none.
+            grad_x = grad_x + y * 0
         grad_b = None
         if bias_grad:  # b has x's number of dimensions, size 1 except along the bias axis
             reduce = [i for i, size in enumerate(bias_shape) if size == 1]

@@ -14,6 +14,7 @@ import torch
 from torch import Tensor, nn
 
 from mimic3d.render.triplane import TriplaneSampler
+from mimic3d.runtime import full_precision
 
 Field = Callable[[Tensor], tuple[Tensor, Tensor]]
 
@@ -57,14 +58,14 @@ class TriplaneField:
         else:
             colour, sigma = self.decoder(features)
             colour = colour[..., : self.colour_channels]
-        return colour.float(), sigma.float()
+        return full_precision(colour), full_precision(sigma)
 
     def density(self, points: Tensor) -> Tensor:
         """Raw sigma only: points [N, P, 3] -> [N, P, 1] float32."""
         features = self.sampler.mean_features(points)
         if hasattr(self.decoder, "density"):
-            return self.decoder.density(features).float()
-        return self.decoder(features)[1].float()
+            return full_precision(self.decoder.density(features))
+        return full_precision(self.decoder(features)[1])
 
 
 def _accepts_colour_channels(decoder: Callable) -> bool:

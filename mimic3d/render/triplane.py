@@ -25,7 +25,7 @@ import torch.nn.functional as F
 from torch import Tensor
 from torch.autograd.function import once_differentiable
 
-from mimic3d.runtime import kernel_paths
+from mimic3d.runtime import full_precision, kernel_paths
 
 # (width axis, height axis) of each plane, as indices into (x, y, z).
 PLANE_AXES: dict[str, tuple[tuple[int, int], tuple[int, int], tuple[int, int]]] = {
@@ -259,7 +259,7 @@ class TriplaneSampler:
         index_dtype = torch.int64 if big else torch.int32
         with torch.autocast(points.device.type, enabled=False):
             # float32 at least (float64 stays: gradient checks).
-            scaled = points.to(torch.promote_types(points.dtype, torch.float32)) * (2 / self.box_warp)
+            scaled = full_precision(points) * (2 / self.box_warp)
             indices, weights = [], []
             for layout in self._layouts:
                 texel = texel_coordinates(scaled, layout.size, self.align_corners).reshape(n * p, 3)
