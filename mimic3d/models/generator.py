@@ -204,7 +204,8 @@ class TriplaneGenerator(nn.Module):
         if self.superresolution is not None:
             image = self.superresolution(rgb, features, ws, fused_modconv=self._fused(fused_modconv))
         # float32 outputs also under autocast (the super-resolution then runs in the reduced type).
-        return {"image": full_precision(image), "image_raw": rgb, "image_depth": depth, "feature_image": features}
+        image = full_precision(image)
+        return {"image": image, "image_raw": rgb, "image_depth": depth, "feature_image": features}
 
     def forward(
         self,
