@@ -17,7 +17,7 @@ from mimic3d.paths import expand_path
 
 CHECKPOINT_HELP = (
     "checkpoint: a run folder (its latest snapshot), a snapshot folder, a network folder (e.g. "
-    "SNAPSHOT/G_ema), a .safetensors file, or an official EG3D/Mimic3D .pkl"
+    "SNAPSHOT/G_ema), a .safetensors file, or an official EG3D/Mimic3D/EpiGRAF .pkl"
 )
 
 

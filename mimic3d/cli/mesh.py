@@ -13,8 +13,10 @@ from mimic3d.tools.latents import seed_ws
 from mimic3d.tools.mesh import (
     EG3D_BORDER_FRACTION,
     EG3D_LEVEL,
+    EPIGRAF_LEVEL,
     MESH_RESOLUTIONS,
     choose_level,
+    default_level,
     seed_mesh,
     seed_volume,
 )
@@ -47,8 +49,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--level",
         type=number(),
         default=None,
-        help=f"raw-sigma iso level (default: {EG3D_LEVEL:g} as EG3D; when that does not cut a seed's "
-        "density, halfway between its median and maximum inside the border, and the command says so)",
+        help=f"raw-sigma iso level (default: {EG3D_LEVEL:g} as EG3D, {EPIGRAF_LEVEL:g} for EpiGRAF "
+        "models as its extract_geometry.py; when that does not cut a seed's density, halfway between "
+        "its median and maximum inside the border, and the command says so)",
     )
     parser.add_argument(
         "--border",
@@ -77,10 +80,12 @@ def run(args: argparse.Namespace) -> int:
         volume, planes = seed_volume(G, ws, args.resolution, args.chunk_points, progress=True)
         stem = Path(args.outdir) / f"seed{seed:04d}"
         if wants_mesh:  # before anything is written: a level that misses the density writes nothing
-            level, automatic = choose_level(volume, args.border, args.level)
+            official = default_level(G)
+            level, automatic = choose_level(volume, args.border, args.level, official)
             if automatic:
+                method = "EpiGRAF" if G.config.decoder == "epigraf" else "EG3D"
                 print(
-                    f"seed {seed}: EG3D's level {EG3D_LEVEL:g} does not cut the density (raw sigma "
+                    f"seed {seed}: {method}'s level {official:g} does not cut the density (raw sigma "
                     f"{volume.min():.4g} .. {volume.max():.4g}); meshing at {level:.4g} instead, halfway "
                     "between its median and maximum inside the border (--level LEVEL to choose)",
                     file=sys.stderr,
