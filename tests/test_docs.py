@@ -164,6 +164,11 @@ NOT_RUNNABLE = [
         "and tests/test_viewer_browser.py drives the viewer from a headless browser",
     ),
     Rule(r"^ssh ", None, "a tunnel from another machine"),
+        r"^bash benchmarks/gpu_check\.sh",
+        None,
+        "downloads wheels (--prepare) or needs a GPU machine; "
+        "MIMIC3D_CUDA_SUITE_DEVICE=cpu dry-runs tests/cuda",
+    ),
 ]
 
 # Names the docs use for inputs -> what stands in for them (made in a block's folder when the block

@@ -20,7 +20,7 @@ import re
 import sys
 
 from mimic3d import __version__
-from mimic3d.runtime import tune_cpu_allocator, tuning_requested
+from mimic3d.runtime import apply_backend_policy, tune_cpu_allocator, tuning_requested
 
 # Command name (= module under mimic3d.cli) -> one-line help shown by ``mimic3d --help``.
 COMMANDS: dict[str, str] = {
@@ -144,6 +144,8 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if tuning_requested():  # MIMIC3D_MALLOC_TUNING=1: faster CPU forwards, more memory (mimic3d.runtime)
         tune_cpu_allocator()
+    # EG3D's GPU numerics for every command; --tf32 (where a command has it) trades them for speed.
+    apply_backend_policy(tf32=getattr(args, "tf32", False))
     try:
         return int(args.func(args) or 0)
     except USER_ERRORS as err:
