@@ -164,6 +164,7 @@ NOT_RUNNABLE = [
         "and tests/test_viewer_browser.py drives the viewer from a headless browser",
     ),
     Rule(r"^ssh ", None, "a tunnel from another machine"),
+    Rule(
         r"^bash benchmarks/gpu_check\.sh",
         None,
         "downloads wheels (--prepare) or needs a GPU machine; "
