@@ -10,8 +10,6 @@ import torch.nn.functional as F
 
 from mimic3d.training.augment import AdaptiveProbability, AugmentConfig, AugmentPipe, ada_adjustment
 
-torch.set_num_threads(1)
-
 ALL_OFF = {f.name: 0.0 for f in dataclasses.fields(AugmentConfig) if not f.name.endswith(("_max", "_std"))}
 
 

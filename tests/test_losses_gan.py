@@ -19,8 +19,6 @@ from mimic3d.losses import (
     swap_conditioning,
 )
 
-torch.set_num_threads(1)
-
 
 def seeded(seed: int) -> torch.Generator:
     return torch.Generator().manual_seed(seed)

@@ -18,8 +18,6 @@ from mimic3d.losses import imitation_loss
 from mimic3d.losses import lpips as lpips_module
 from mimic3d.losses.lpips import LPIPS, build_lpips
 
-torch.set_num_threads(1)
-
 SIZE = 32
 # (layer index, kind) of torchvision's vgg16().features[0:30], written out independently.
 CONV = [0, 2, 5, 7, 10, 12, 14, 17, 19, 21, 24, 26, 28]

@@ -25,7 +25,6 @@ from mimic3d.metrics.stats import FeatureStats
 from mimic3d.models.config import generator_preset
 from mimic3d.models.generator import TriplaneGenerator
 
-torch.set_num_threads(1)
 pytestmark = pytest.mark.filterwarnings("ignore:`torch.jit.*` is deprecated:DeprecationWarning")
 
 NUM_REAL = 16
