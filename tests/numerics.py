@@ -45,6 +45,8 @@ import torch
 ULPS = 8
 SIGMAS = 8
 THREADS_ENV = "MIMIC3D_TEST_THREADS"
+# Camera poses and labels: trig of the angles, 3-term rotation products, radius * direction + pivot.
+POSE = {"terms": 3, "depth": 3}
 
 
 def suite_threads() -> int:
