@@ -42,6 +42,7 @@ import os
 import numpy as np
 import torch
 
+EPS = torch.finfo(torch.float32).eps
 ULPS = 8
 SIGMAS = 8
 THREADS_ENV = "MIMIC3D_TEST_THREADS"

@@ -124,9 +124,10 @@ def test_a_wrong_activation_slope_fails_the_parity_tolerance(reference, monkeypa
 def test_a_wrong_patch_scale_encoding_fails_the_parity_tolerance(reference):
     """EpiGRAF's Fourier frequencies of the patch scale/offset 0.1% too high must fail."""
     score, D = _hyper_score(reference, False)
+    inputs = [reference[f"hyper_cam0.{name}"] for name in ("patch", "scale", "offset")]
     with torch.no_grad():
         D.scalar_enc.fourier_encoder.fourier_coefs.mul_(1.001)
-        wrong = D(reference["hyper_cam0.patch"], reference["hyper_cam0.scale"], reference["hyper_cam0.offset"])
+        wrong = D(*inputs)
     expected = reference["hyper_cam0.score"]
     assert_close(score, expected, terms=fan_in_sum(D))
     assert_not_close(wrong.squeeze(1), expected, terms=fan_in_sum(D))
