@@ -88,7 +88,7 @@ def test_synthesis_network_shapes_and_ws_split():
         x, running = block(
             x, running, ws[:, start : start + block.num_conv + block.num_torgb], noise_mode="const"
         )
-    torch.testing.assert_close(img, running)
+    torch.testing.assert_close(img, running, rtol=0, atol=0)  # the same blocks on the same inputs
     with pytest.raises(ValueError, match=r"ws must be \[N, 8, 16\]"):
         net(ws[:, :7])
 
@@ -133,4 +133,5 @@ def test_fp16_blocks_compute_in_float32_on_cpu():
     assert all(getattr(net, f"b{res}").use_fp16 for res in (8, 16, 32)) and not net.b4.use_fp16
     reference = small_network(num_fp16_res=0, conv_clamp=256)
     ws = torch.randn(2, net.num_ws, 16)
-    torch.testing.assert_close(net(ws, noise_mode="const"), reference(ws, noise_mode="const"))
+    # The same arithmetic, but the fp16 blocks keep their weights channels-last: other conv kernels.
+    assert_close(net(ws, noise_mode="const"), reference(ws, noise_mode="const"), terms=fan_in_sum(net))
