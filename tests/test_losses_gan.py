@@ -138,7 +138,7 @@ def test_blur_kernel_shape_and_half_width():
     taps = blur_kernel(sigma)
     assert taps.shape == (2 * 6 + 1,)
     assert_close(taps.sum(), torch.tensor(1.0), terms=13)  # 13 normalised taps
-    assert torch.equal(taps, taps.flip(0))  # the same values at mirrored offsets
+    assert_close(taps, taps.flip(0))  # mirrored offsets may fall in the SIMD body and its scalar tail
     center = taps.shape[0] // 2
     assert (taps[center + 2] / taps[center]).item() == pytest.approx(0.5)  # 2^-(x/sigma)^2 at x = sigma
     assert blur_kernel(0.3) is None

@@ -4,7 +4,6 @@ process with the same global batch and chunk size up to float32 rounding (bound 
 
 from __future__ import annotations
 
-import math
 import multiprocessing
 import os
 import socket
@@ -12,7 +11,7 @@ import socket
 import pytest
 import torch
 from numerics import suite_threads
-from training_support import tiny_config, write_random_dataset
+from training_support import adam_moves, assert_same_training, tiny_config, write_random_dataset
 
 import mimic3d.training.loop as loop_module
 from mimic3d.training.distributed import setup_processes, teardown_processes
@@ -29,9 +28,6 @@ OVERRIDES = [
 ]
 # Updated from each process's own latents (truncation centre), then averaged; not a trained value.
 UNSYNCED = ("backbone.mapping.w_avg",)
-# Entries whose gradient is within rounding of zero may take any Adam step (see below); at most this
-# fraction of a network's entries, which is ~100x what rounding produces.
-OUTLIER_FRACTION = 1e-3
 
 
 def _free_port() -> int:
@@ -47,53 +43,6 @@ def _parameters(trainer) -> dict[str, torch.Tensor]:
         for key, value in module.state_dict().items()
         if not key.endswith(UNSYNCED)
     }
-
-
-def _adam_moves(trainer) -> dict[str, float]:
-    """The largest distance each network's entries can move in STEPS steps. With beta1 = 0 (EG3D's
-    betas), Adam's t-th step is lr * g_t / sqrt(v_t / (1 - beta2^t)), at most
-    lr * sqrt((1 - beta2^t) / (1 - beta2)) in size; the main and the regularisation phase of a network
-    step the same optimiser. G_ema is an average of G's values."""
-    moves: dict[str, float] = {}
-    counts: dict[str, int] = {}
-    for step in range(STEPS):
-        for phase in trainer.phases:
-            if step % phase.interval == 0:
-                group = phase.optimizer.param_groups[0]
-                beta1, beta2 = group["betas"]
-                assert beta1 == 0, "the bound assumes beta1 = 0"
-                counts[phase.network] = t = counts.get(phase.network, 0) + 1
-                largest = group["lr"] * math.sqrt((1 - beta2**t) / (1 - beta2))
-                moves[phase.network] = moves.get(phase.network, 0.0) + largest
-    moves["G_ema"] = moves["G"]
-    return moves
-
-
-def assert_same_training(actual: dict, expected: dict, moves: dict[str, float]) -> None:
-    """Parameters of a network agree within 16 eps of their value plus 1% of its largest Adam move,
-    except at most OUTLIER_FRACTION of its entries, which stay within that largest move.
-
-    Why: both runs sum the same two chunk gradients (exact in either order), but each chunk's
-    gradient comes from kernels whose blocking can depend on the process (memory alignment in MKL
-    and oneDNN), so a gradient entry g carries a difference of ~sqrt(K) eps |g|_max. Adam divides
-    by the running RMS of g, so the step changes by lr times that over |g|: far below 1% of lr,
-    except for the few entries whose gradient is itself within ~100 sqrt(K) eps of zero, whose
-    direction is arbitrary. A real difference between the runs (a missed all-reduce, a wrongly
-    seeded or sharded chunk) changes most entries by O(lr).
-    """
-    eps = torch.finfo(torch.float32).eps
-    for network, move in moves.items():
-        keys = [k for k in expected if k.startswith(f"{network}.")]
-        diff = torch.cat([(actual[k] - expected[k]).abs().flatten() for k in keys])
-        value = torch.cat([expected[k].abs().flatten() for k in keys])
-        assert diff.max() <= 2 * move, (
-            f"{network}: an entry differs by {diff.max():.3g}, more than twice Adam's largest move"
-        )
-        beyond = diff > 16 * eps * value + 0.01 * move
-        assert beyond.float().mean() <= OUTLIER_FRACTION, (
-            f"{network}: {int(beyond.sum())} of {diff.numel()} entries differ by more than rounding "
-            f"(largest {diff.max():.3g}; 1% of the Adam move is {0.01 * move:.3g})"
-        )
 
 
 def _worker(rank: int, world: int, port: int, data, run_dir, out_dir) -> None:
@@ -135,7 +84,7 @@ def test_two_gloo_processes_match_one_process(tmp_path):
     for _ in range(STEPS):
         single.train_step()
     expected = _parameters(single)
-    moves = _adam_moves(single)
+    moves = adam_moves(single, STEPS)
     single.monitor.close()
 
     for worker in workers:
@@ -165,7 +114,7 @@ def test_a_wrongly_seeded_chunk_fails_the_bound(tmp_path, monkeypatch):
         trainer = Trainer(tiny_config("e2e", data, *OVERRIDES), tmp_path / name, progress_bar=False)
         for _ in range(STEPS):
             trainer.train_step()
-        runs[name] = _parameters(trainer), _adam_moves(trainer)
+        runs[name] = _parameters(trainer), adam_moves(trainer, STEPS)
         trainer.monitor.close()
     with pytest.raises(AssertionError, match="differ"):
         assert_same_training(runs["wrong"][0], *runs["right"])

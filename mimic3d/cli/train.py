@@ -14,6 +14,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from mimic3d.checkpoints.atomic import write_text_atomic
 from mimic3d.training.config import TrainConfig
 from mimic3d.training.distributed import broadcast_object, setup_processes, teardown_processes
 from mimic3d.training.loop import Trainer, TrainingDiverged
@@ -25,7 +26,14 @@ from mimic3d.training.presets import (
     preset_dict,
     preset_names,
 )
-from mimic3d.training.rundir import latest_run_dir, new_run_dir, remove_unused_run_dir
+from mimic3d.training.rundir import (
+    CONFIG_FILE,
+    has_no_snapshot_yet,
+    latest_run_dir,
+    new_run_dir,
+    remove_unused_run_dir,
+    restart_run_dir,
+)
 from mimic3d.training.snapshot import STATE_JSON, resolve_snapshot
 
 EXIT_DIVERGED = 1
@@ -79,12 +87,13 @@ def _split_preset(args: argparse.Namespace) -> tuple[str | None, list[str]]:
     return args.preset, list(args.overrides)
 
 
-def resolve_resume(args: argparse.Namespace, preset: str | None) -> tuple[Path, Path]:
-    """(snapshot folder, run folder) that ``--resume`` names."""
-    if args.resume == "latest":
-        run_dir = latest_run_dir(args.outdir, args.name or preset)
-        return resolve_snapshot(run_dir)
-    return resolve_snapshot(args.resume)
+def resolve_resume(args: argparse.Namespace, preset: str | None) -> tuple[Path | None, Path]:
+    """(snapshot folder, run folder) that ``--resume`` names; no snapshot folder (None) for a run
+    that was stopped before its first snapshot."""
+    path = latest_run_dir(args.outdir, args.name or preset) if args.resume == "latest" else Path(args.resume)
+    if has_no_snapshot_yet(path):
+        return None, path
+    return resolve_snapshot(path)
 
 
 def resumed_config(snapshot: Path, overrides: list[str]) -> TrainConfig:
@@ -101,10 +110,13 @@ def run_train(args: argparse.Namespace) -> int:
         list_presets()
         return 0
     preset, overrides = _split_preset(args)
-    snapshot = None
+    snapshot = run_dir = None
     if args.resume is not None:
         snapshot, run_dir = resolve_resume(args, preset)
-        config = resumed_config(snapshot, overrides)
+        if snapshot is None:
+            config, _ = load_config(str(run_dir / CONFIG_FILE), overrides)
+        else:
+            config = resumed_config(snapshot, overrides)
     elif preset is None:
         raise ValueError("give a PRESET (see --list-presets) or --resume latest|PATH")
     else:
@@ -113,16 +125,22 @@ def run_train(args: argparse.Namespace) -> int:
         print(config_to_yaml(config), end="")
         return 0
     process = setup_processes(config.run.device)
+    fresh = run_dir is None
     try:
-        if snapshot is None:
+        if fresh:
             name = args.name or Path(preset).stem
             run_dir = broadcast_object(new_run_dir(args.outdir, name) if process.is_main else None)
+            if process.is_main:  # from its first instant a run folder says how to start it over
+                write_text_atomic(run_dir / CONFIG_FILE, config_to_yaml(config))
+        elif snapshot is None and process.is_main:
+            print(f"resume: {run_dir} has no snapshot yet (stopped before its first one); starting it over")
+            restart_run_dir(run_dir)
         try:
             trainer = Trainer(
                 config, run_dir, resume=snapshot, progress_bar=not args.no_progress, process=process
             )
         except Exception:
-            if snapshot is None and process.is_main:
+            if fresh and process.is_main:
                 remove_unused_run_dir(run_dir)
             raise
         try:
