@@ -27,7 +27,7 @@ from mimic3d.cli.main import main
 from mimic3d.models import TriplaneGenerator, generator_preset
 from mimic3d.training.loop import Trainer
 from mimic3d.training.presets import config_to_yaml, load_config
-from mimic3d.training.rundir import CONFIG_FILE
+from mimic3d.training.rundir import CONFIG_FILE, has_no_snapshot_yet
 from mimic3d.training.snapshot import (
     INCOMPLETE_PREFIX,
     LATEST_FILE,
@@ -225,3 +225,47 @@ def test_a_kill_between_replacing_renames_keeps_latest_complete(tmp_path, monkey
     _, _, replaced = load_snapshot(latest_snapshot(tmp_path))
     assert replaced.counters == {"step": 2}
     assert sorted(p.name for p in (tmp_path / SNAPSHOT_DIR).iterdir()) == [name]
+
+
+def test_a_kill_while_pruning_leaves_no_half_deleted_snapshot(tmp_path, monkeypatch):
+    """Old snapshots are renamed out of the ``snapshot-*`` names before they are deleted: a kill
+    in the middle of the deletion leaves only loadable snapshot folders."""
+    G = TriplaneGenerator(generator_preset("tiny-eg3d"))
+    for step in (1, 2):
+        save_snapshot(
+            tmp_path, f"snapshot-{step:010d}", {"G_ema": G}, TrainingState({"step": step}, {}, {}, {})
+        )
+
+    def delete_one_file_then_die(path, ignore_errors=False):
+        next(p for p in Path(path).rglob("*") if p.is_file()).unlink()
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(snapshot_module.shutil, "rmtree", delete_one_file_then_die)
+    with pytest.raises(KeyboardInterrupt):
+        save_snapshot(
+            tmp_path, "snapshot-0000000003", {"G_ema": G}, TrainingState({"step": 3}, {}, {}, {}), keep=2
+        )
+    monkeypatch.undo()
+    names = sorted(p.name for p in (tmp_path / SNAPSHOT_DIR).glob(f"{SNAPSHOT_PREFIX}*"))
+    assert names == ["snapshot-0000000002", "snapshot-0000000003"]
+    for name in names:
+        load_snapshot(tmp_path / SNAPSHOT_DIR / name)
+    assert latest_snapshot(tmp_path).name == "snapshot-0000000003"
+
+
+def test_a_first_snapshot_without_latest_is_still_found(tmp_path, monkeypatch):
+    """Killed after the first snapshot was renamed into place but before ``latest`` was written:
+    the snapshot is complete, and readers (and ``--resume``) use it rather than start over."""
+    G = TriplaneGenerator(generator_preset("tiny-eg3d"))
+
+    def die(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(snapshot_module, "write_text_atomic", die)
+    with pytest.raises(KeyboardInterrupt):
+        save_snapshot(tmp_path, "snapshot-0000000004", {"G_ema": G}, TrainingState({"step": 1}, {}, {}, {}))
+    monkeypatch.undo()
+    assert not (tmp_path / LATEST_FILE).exists()
+    assert latest_snapshot(tmp_path) == tmp_path / SNAPSHOT_DIR / "snapshot-0000000004"
+    (tmp_path / CONFIG_FILE).write_text("{}")
+    assert not has_no_snapshot_yet(tmp_path)

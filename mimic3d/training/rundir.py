@@ -12,7 +12,7 @@ import re
 import shutil
 from pathlib import Path
 
-from mimic3d.training.snapshot import LATEST_FILE, SNAPSHOT_DIR, remove_incomplete
+from mimic3d.training.snapshot import LATEST_FILE, SNAPSHOT_DIR, latest_snapshot, remove_incomplete
 
 CONFIG_FILE = "config.yaml"
 # What a start-over deletes: the records of the steps that no snapshot kept.
@@ -59,7 +59,7 @@ def remove_unused_run_dir(path: str | os.PathLike) -> None:
 def has_no_snapshot_yet(path: str | os.PathLike) -> bool:
     """A run folder that started (it has ``config.yaml``) but was stopped before its first snapshot."""
     path = Path(path)
-    return (path / CONFIG_FILE).is_file() and not (path / LATEST_FILE).is_file()
+    return (path / CONFIG_FILE).is_file() and latest_snapshot(path) is None
 
 
 def restart_run_dir(path: str | os.PathLike) -> None:

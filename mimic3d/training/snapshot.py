@@ -9,7 +9,8 @@ Commit protocol, so that killing the process at any instant never loses the last
 1. everything is written into ``snapshots/.incomplete-<name>-<pid>/`` (each file fsynced);
 2. the folder is renamed to its final name (atomic on one file system);
 3. the text file ``<run>/latest`` is replaced atomically (temporary file + ``os.replace``) with
-   the new folder's name; only then are snapshots beyond ``keep`` deleted.
+   the new folder's name; only then are snapshots beyond ``keep`` deleted (each renamed to an
+   ``.incomplete-`` name first).
 A reader follows ``latest``, which only ever names a complete folder; leftovers of an interrupted
 write are removed by the next ``save_snapshot``. Re-writing a snapshot that already exists (same
 images shown, after resuming from an older one) moves the old folder aside first: a kill between
@@ -168,12 +169,15 @@ def save_snapshot(
 
 
 def prune_snapshots(run_dir: Path, keep: int, protect: str) -> None:
-    """Delete all but the ``keep`` newest complete snapshots (never ``protect``)."""
+    """Delete all but the ``keep`` newest complete snapshots (never ``protect``); each is renamed to
+    an ``.incomplete-`` name first, so that a kill mid-deletion leaves no half-deleted snapshot."""
     folder = Path(run_dir) / SNAPSHOT_DIR
     names = sorted(p.name for p in folder.iterdir() if p.name.startswith(SNAPSHOT_PREFIX) and p.is_dir())
     for old in names[: max(len(names) - keep, 0)]:
         if old != protect:
-            shutil.rmtree(folder / old, ignore_errors=True)
+            doomed = folder / f"{INCOMPLETE_PREFIX}{old}-pruned-{os.getpid()}"
+            os.rename(folder / old, doomed)
+            shutil.rmtree(doomed, ignore_errors=True)
 
 
 # ----------------------------------------------------------------------------- reading
@@ -184,12 +188,17 @@ def is_complete(folder: Path) -> bool:
 
 
 def latest_snapshot(run_dir: str | os.PathLike) -> Path | None:
-    """The complete snapshot ``<run>/latest`` names, or None when the run has none yet."""
+    """The complete snapshot ``<run>/latest`` names, or None when the run has none yet. Without a
+    ``latest`` file, the newest complete snapshot folder (a kill after the first snapshot was
+    renamed into place, before ``latest`` was written)."""
     run_dir = Path(run_dir)
     pointer = run_dir / LATEST_FILE
-    if not pointer.is_file():
-        return None
     restore_replaced(run_dir)
+    if not pointer.is_file():
+        folder = run_dir / SNAPSHOT_DIR
+        found = sorted(folder.glob(f"{SNAPSHOT_PREFIX}*")) if folder.is_dir() else []
+        complete = [p for p in found if is_complete(p)]
+        return complete[-1] if complete else None
     name = pointer.read_text(encoding="utf-8").strip()
     folder = run_dir / SNAPSHOT_DIR / name
     if not name or not is_complete(folder):
