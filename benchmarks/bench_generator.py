@@ -1,6 +1,6 @@
 """Tri-plane generator forward speed and memory (``python -m benchmarks.run --only generator``).
 
-Images/s and peak memory per preset, branch and volume-render resolution: mimic3d-ffhq512's 2D branch
+Images/s and peak memory per preset, branch and volume-render resolution: mimic3d-ffhq512-stage2's 2D branch
 (render 128 + super-resolution to 512), its 3D branch rendered at 128, 256 and 512 (P^c + P^r, chunked
 rays) and eg3d-ffhq512 (render 128 + SR to 512); random weights, no grad, noise "const", no
 sampling jitter. Peak memory is the forward's own, above what was resident with the model loaded.
@@ -62,19 +62,21 @@ def forward_cases(settings: BenchSettings) -> list[ForwardCase]:
         ]
     if settings.device.type == "cuda":
         return [
-            ForwardCase("mimic3d-ffhq512", "3d", 512, 4, 3, 1),
-            ForwardCase("mimic3d-ffhq512", "3d", 256, 8, 5, 2),
-            ForwardCase("mimic3d-ffhq512", "3d", 128, 8, 5, 2, count_flops=True),
-            ForwardCase("mimic3d-ffhq512", "2d", RENDER_2D, 8, 5, 2, count_flops=True),
+            ForwardCase("mimic3d-ffhq512-stage2", "3d", 512, 4, 3, 1),
+            ForwardCase("mimic3d-ffhq512-stage2", "3d", 256, 8, 5, 2),
+            ForwardCase("mimic3d-ffhq512-stage2", "3d", 128, 8, 5, 2, count_flops=True),
+            ForwardCase("mimic3d-ffhq512-stage2", "2d", RENDER_2D, 8, 5, 2, count_flops=True),
             ForwardCase("eg3d-ffhq512", "2d", RENDER_2D, 8, 5, 2, count_flops=True),
         ]
     # CPU: the 512 render takes about a minute per image, so it runs once, and first, so that
     # its peak is measured before anything else has grown the heap.
     return [
-        ForwardCase("mimic3d-ffhq512", "3d", 512, 1, 1, 0),
-        ForwardCase("mimic3d-ffhq512", "3d", 256, 1, 1, 0),
-        ForwardCase("mimic3d-ffhq512", "3d", 128, 2, 2, 1, compare_official=True, count_flops=True),
-        ForwardCase("mimic3d-ffhq512", "2d", RENDER_2D, 2, 2, 1, compare_official=True, count_flops=True),
+        ForwardCase("mimic3d-ffhq512-stage2", "3d", 512, 1, 1, 0),
+        ForwardCase("mimic3d-ffhq512-stage2", "3d", 256, 1, 1, 0),
+        ForwardCase("mimic3d-ffhq512-stage2", "3d", 128, 2, 2, 1, compare_official=True, count_flops=True),
+        ForwardCase(
+            "mimic3d-ffhq512-stage2", "2d", RENDER_2D, 2, 2, 1, compare_official=True, count_flops=True
+        ),
         ForwardCase("eg3d-ffhq512", "2d", RENDER_2D, 2, 1, 1),
     ]
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from mimic3d.models.aware3d import Aware3DBlock, reorganize_triplane
-from mimic3d.models.config import GENERATOR_PRESET_NAMES, GeneratorConfig, generator_preset
+from mimic3d.models.config import GeneratorConfig, generator_preset, generator_preset_names
 from mimic3d.models.discriminator import DualDiscriminator, DualDiscriminatorConfig, dual_discriminator_preset
 from mimic3d.models.generator import TriplaneGenerator, Triplanes
 from mimic3d.models.patch_discriminator import (
@@ -17,7 +17,6 @@ from mimic3d.models.patch_discriminator import (
 from mimic3d.models.superresolution import SuperResolution
 
 __all__ = [
-    "GENERATOR_PRESET_NAMES",
     "Aware3DBlock",
     "DualDiscriminator",
     "DualDiscriminatorConfig",
@@ -31,6 +30,7 @@ __all__ = [
     "Triplanes",
     "dual_discriminator_preset",
     "generator_preset",
+    "generator_preset_names",
     "hyper_patch_discriminator_preset",
     "patch_discriminator_preset",
     "reorganize_triplane",

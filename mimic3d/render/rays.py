@@ -1,4 +1,5 @@
-"""Camera rays for full images and patches (EG3D convention, REFERENCE section 2).
+"""Camera rays for full images and patches, in EG3D's convention (NVlabs/eg3d,
+``eg3d/training/volumetric_rendering/ray_sampler.py``).
 
 Pixel (i, j) of an R x R image has its centre at u = (j + 0.5) / R, v = (i + 0.5) / R in normalised
 image coordinates (row 0 at the top, u right, v down). A point (u, v) is lifted through the
@@ -32,7 +33,7 @@ def _check_positive_int(name: str, value: object) -> int:
 
 def _pixel_centres(index: Tensor, resolution: int) -> Tensor:
     """Normalised centre of pixel ``index`` on an axis of ``resolution`` pixels (EG3D's exact arithmetic)."""
-    return index.float() * (1.0 / resolution) + (0.5 / resolution)
+    return index.to(torch.get_default_dtype()) * (1.0 / resolution) + (0.5 / resolution)
 
 
 def rays_from_uv(cam2world: Tensor, intrinsics: Tensor, uv: Tensor) -> tuple[Tensor, Tensor]:
