@@ -13,6 +13,7 @@ from __future__ import annotations
 import multiprocessing
 import os
 import random
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -194,6 +195,7 @@ def test_resume_of_a_run_without_snapshot_starts_it_over(tmp_path, capsys):
     assert len((run_dir / "stats.jsonl").read_text().splitlines()) == 1  # the lost step's line is gone
     assert not list((run_dir / SNAPSHOT_DIR).glob(f"{INCOMPLETE_PREFIX}*"))
     (run_dir / LATEST_FILE).unlink()
+    shutil.rmtree(run_dir / SNAPSHOT_DIR)
     assert main(["train", "--resume", "latest", *args]) == 0
     assert "starting it over" in capsys.readouterr().out
     assert sorted(p.name for p in outdir.iterdir()) == [run_dir.name]
