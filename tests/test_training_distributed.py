@@ -10,7 +10,6 @@ import socket
 
 import pytest
 import torch
-from numerics import suite_threads
 from training_support import adam_moves, assert_same_training, tiny_config, write_random_dataset
 
 import mimic3d.training.loop as loop_module
@@ -46,7 +45,6 @@ def _parameters(trainer) -> dict[str, torch.Tensor]:
 
 
 def _worker(rank: int, world: int, port: int, data, run_dir, out_dir) -> None:
-    torch.set_num_threads(suite_threads())
     os.environ.update(
         MASTER_ADDR="127.0.0.1",
         MASTER_PORT=str(port),

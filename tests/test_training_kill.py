@@ -20,7 +20,6 @@ from pathlib import Path
 
 import pytest
 import torch
-from numerics import suite_threads
 from training_support import TINY, adam_moves, assert_same_training, write_random_dataset
 
 import mimic3d.training.snapshot as snapshot_module
@@ -54,7 +53,6 @@ ATTEMPT_SECONDS = 60.0  # a generous bound on one uninterrupted attempt
 
 def _train(argv: list[str], log: str) -> None:
     """Child process: ``mimic3d train ARGV`` with its output in ``log``."""
-    torch.set_num_threads(suite_threads())
     with open(log, "a", encoding="utf-8") as out:
         os.dup2(out.fileno(), 1)
         os.dup2(out.fileno(), 2)
