@@ -17,6 +17,7 @@ import sys
 import time
 from pathlib import Path
 
+from mimic3d.checkpoints.atomic import write_text_atomic
 from mimic3d.cli.arguments import path, positive_int
 from mimic3d.training.config import TrainConfig
 from mimic3d.training.distributed import broadcast_object, setup_processes, teardown_processes
@@ -30,7 +31,15 @@ from mimic3d.training.presets import (
     preset_dict,
     preset_names,
 )
-from mimic3d.training.rundir import latest_run_dir, new_run_dir, remove_unused_run_dir, run_name
+from mimic3d.training.rundir import (
+    CONFIG_FILE,
+    has_no_snapshot_yet,
+    latest_run_dir,
+    new_run_dir,
+    remove_unused_run_dir,
+    restart_run_dir,
+    run_name,
+)
 from mimic3d.training.snapshot import STATE_JSON, resolve_snapshot
 
 EXIT_DIVERGED = 1
@@ -99,17 +108,17 @@ def _split_preset(args: argparse.Namespace) -> tuple[str | None, list[str]]:
     return (presets[0] if presets else None), [w for w in words if "=" in w] + extra
 
 
-def resolve_resume(args: argparse.Namespace, preset: str | None) -> tuple[Path, Path]:
-    """(snapshot folder, run folder) that ``--resume`` names.
+def resolve_resume(args: argparse.Namespace, preset: str | None) -> tuple[Path | None, Path]:
+    """(snapshot folder, run folder) that ``--resume`` names; no snapshot folder (None) for a run
+    that was stopped before its first snapshot (it is started over).
 
     With a run folder or snapshot, a PRESET (or --name) must be the one the run was started with:
     the run continues with its own saved config, so another preset name is a mistake to report.
     """
     wanted = args.name or (Path(preset).stem if preset is not None else None)
-    if args.resume == "latest":
-        return resolve_snapshot(latest_run_dir(args.outdir, wanted))
-    snapshot, run_dir = resolve_snapshot(args.resume)
-    if wanted is not None and wanted != run_name(run_dir):
+    path = latest_run_dir(args.outdir, wanted) if args.resume == "latest" else Path(args.resume)
+    snapshot, run_dir = (None, path) if has_no_snapshot_yet(path) else resolve_snapshot(path)
+    if args.resume != "latest" and wanted is not None and wanted != run_name(run_dir):
         raise ValueError(
             f"resume: {run_dir} is a run of {run_name(run_dir)!r}, not {wanted!r}; --resume PATH continues "
             "that run with its saved config, so leave out PRESET (and --name), or use --resume latest "
@@ -140,14 +149,17 @@ def run_train(args: argparse.Namespace) -> int:
         list_presets()
         return 0
     preset, overrides = _split_preset(args)
-    snapshot = None
+    snapshot = run_dir = None
     if args.resume is not None:
         if args.ablation is not None:
             raise ValueError(
                 "ablation: applies to a new run; a resumed run keeps the config it was started with"
             )
         snapshot, run_dir = resolve_resume(args, preset)
-        config = resumed_config(snapshot, overrides)
+        if snapshot is None:
+            config, _ = load_config(str(run_dir / CONFIG_FILE), overrides)
+        else:
+            config = resumed_config(snapshot, overrides)
     elif preset is None:
         raise ValueError("give a PRESET (see --list-presets) or --resume latest|PATH")
     else:
@@ -156,17 +168,23 @@ def run_train(args: argparse.Namespace) -> int:
         print(config_to_yaml(config), end="")
         return 0
     process = setup_processes(config.run.device)
+    fresh = run_dir is None
     try:
-        if snapshot is None:
+        if fresh:
             name = args.name or Path(preset).stem
             run_dir = broadcast_object(new_run_dir(args.outdir, name) if process.is_main else None)
+            if process.is_main:  # from its first instant a run folder says how to start it over
+                write_text_atomic(run_dir / CONFIG_FILE, config_to_yaml(config))
+        elif snapshot is None and process.is_main:
+            print(f"resume: {run_dir} has no snapshot yet (stopped before its first one); starting it over")
+            restart_run_dir(run_dir)
         try:
             trainer = Trainer(
                 config, run_dir, resume=snapshot, progress_bar=not args.no_progress, process=process
             )
         except Exception as err:
             if process.is_main:
-                if snapshot is None:
+                if fresh:
                     remove_unused_run_dir(run_dir)
                 else:
                     log_start_failure(run_dir, err)

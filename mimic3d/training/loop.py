@@ -20,6 +20,7 @@ from typing import Any
 
 import torch
 
+from mimic3d.checkpoints.atomic import write_text_atomic
 from mimic3d.data import DatasetCameraSampler, ImageDataset
 from mimic3d.losses import build_lpips
 from mimic3d.runtime import apply_backend_policy, compile_modules, expected_sync
@@ -342,8 +343,7 @@ class Trainer:
     def _write_config(self) -> None:
         if not self.process.is_main:
             return
-        self.run_dir.mkdir(parents=True, exist_ok=True)
-        (self.run_dir / "config.yaml").write_text(config_to_yaml(self.config), encoding="utf-8")
+        write_text_atomic(self.run_dir / "config.yaml", config_to_yaml(self.config))
 
     def _announce(self) -> None:
         cfg, monitor = self.config, self.monitor
