@@ -10,17 +10,18 @@ import torch
 from mimic3d.camera import PRESETS, sample_labels
 from mimic3d.data import DatasetWriter
 from mimic3d.training.config import TrainConfig
-from mimic3d.training.presets import SMOKE_OVERRIDES, SMOKE_PATCH_OVERRIDES, apply_overrides, preset_dict
+from mimic3d.training.presets import (
+    SMOKE_OVERRIDES,
+    SMOKE_PATCH_OVERRIDES,
+    apply_overrides,
+    preset_dict,
+    smoke_overrides,
+)
 
 # Smaller than the demo preset: every code path, a fraction of the compute.
-TINY = [
-    *SMOKE_OVERRIDES,
-    *SMOKE_PATCH_OVERRIDES,
-    "run.grid_size=0",
-    "run.video_frames=0",
-    "run.keep_snapshots=null",
-    "data.mirror=false",
-]
+RUN_OVERRIDES = ["run.grid_size=0", "run.video_frames=0", "run.keep_snapshots=null", "data.mirror=false"]
+TINY = [*SMOKE_OVERRIDES, *SMOKE_PATCH_OVERRIDES, *RUN_OVERRIDES]
+EPIGRAF_PRESETS = {"epigraf": "tiny-epigraf-heads", "epigraf-cars": "tiny-epigraf-cars"}
 FAMILY_OVERRIDES = {
     "eg3d": [
         "generator.aware3d=false",
@@ -60,7 +61,13 @@ def write_random_dataset(path: Path, count: int = 12, resolution: int = 32, seed
 
 
 def tiny_config(family: str, data_path: Path, *overrides: str) -> TrainConfig:
-    """A tiny config of ``family`` (eg3d, stage1, stage2, e2e) from the demo preset."""
+    """A tiny config of ``family`` (eg3d, stage1, stage2, e2e from the Mimic3D demo preset; epigraf,
+    epigraf-cars from the tiny EpiGRAF presets)."""
+    if family in EPIGRAF_PRESETS:
+        preset = preset_dict(EPIGRAF_PRESETS[family])
+        smoke = smoke_overrides(TrainConfig.from_dict(preset))
+        data = apply_overrides(preset, [*smoke, *RUN_OVERRIDES, f"data.path={data_path}", *overrides])
+        return TrainConfig.from_dict(data)
     data = apply_overrides(
         preset_dict("tiny-mimic3d-heads"),
         [*TINY, *FAMILY_OVERRIDES[family], f"data.path={data_path}", *overrides],

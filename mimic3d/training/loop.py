@@ -1,7 +1,8 @@
-"""The training loop of EG3D and Mimic3D (stage 1, stage 2, end to end).
+"""The training loop of EG3D, Mimic3D (stage 1, stage 2, end to end) and EpiGRAF.
 
 One step: fetch a global batch of reals, run every due phase (``Gmain``, ``Greg``, ``Dmain``,
-``Dreg``, ``Dpatch_main``, ``Dpatch_reg``; see ``loss``) over this process's chunks, average the
+``Dreg``, ``Dpatch_main``, ``Dpatch_reg``; see ``loss``, and ``patch_loss`` for EpiGRAF's
+patch-wise ``Gmain``, ``Dmain``, ``Dreg``) over this process's chunks, average the
 gradients over all chunks of all processes and step; then update G_ema and ADA. Every tick logs
 statistics; every ``snapshot_kimg`` (and at the end, and on SIGINT/SIGTERM after the current
 step) a snapshot, sample grids and a clip are written. A non-finite loss stops the run with
@@ -20,11 +21,11 @@ from typing import Any
 
 import torch
 
-from mimic3d.data import DatasetCameraSampler, ImageDataset
+from mimic3d.data import ImageDataset
 from mimic3d.losses import build_lpips
 from mimic3d.training.augment import AdaptiveProbability, AugmentPipe
 from mimic3d.training.config import TrainConfig
-from mimic3d.training.data import RealImageStream
+from mimic3d.training.data import RealImageStream, fake_camera_sampler
 from mimic3d.training.distributed import (
     ProcessInfo,
     all_reduce_,
@@ -38,6 +39,7 @@ from mimic3d.training.loss import Chunk, TriplaneGANLoss
 from mimic3d.training.monitor import RunMonitor, StatsCollector
 from mimic3d.training.networks import build_networks, init_from_checkpoint
 from mimic3d.training.optimization import build_phases, optimizer_step, update_ema
+from mimic3d.training.patch_loss import PatchGANLoss
 from mimic3d.training.presets import config_to_yaml
 from mimic3d.training.randomness import capture_rng_state, restore_rng_state, seed_chunk
 from mimic3d.training.schedule import Progress, progress_at
@@ -117,7 +119,7 @@ class Trainer:
             config.data.max_size,
             run.seed,
         )
-        self.labels = DatasetCameraSampler(self.dataset.labels)
+        self.labels = fake_camera_sampler(config.data.gen_cameras, self.dataset)
         self.nets = build_networks(config, self.dataset.label_std, run.seed, device)
         self.augment_pipe, self.ada = self._build_augment()
         self.feature_extractor = load_feature_extractor(run.metrics, device)
@@ -125,9 +127,12 @@ class Trainer:
         if config.loss.imitation_weight > 0:
             self.lpips = build_lpips(config.loss.lpips, config.loss.lpips_weights_dir).to(device)
         self.phases = build_phases(config, self.nets.G, self.nets.D, self.nets.D_patch)
-        self.loss = TriplaneGANLoss(
-            config, self.nets.G, self.nets.D, self.nets.D_patch, self.augment_pipe, self.ada, self.lpips
-        )
+        if config.patch_wise:
+            self.loss = PatchGANLoss(config, self.nets.G, self.nets.D, self.augment_pipe, self.ada)
+        else:
+            self.loss = TriplaneGANLoss(
+                config, self.nets.G, self.nets.D, self.nets.D_patch, self.augment_pipe, self.ada, self.lpips
+            )
         self.step, self.cur_nimg = 0, 0
         self.fresh_keys: dict[str, list[str]] = {}
         rng_state = None
@@ -153,7 +158,10 @@ class Trainer:
         self.grid_z, self.grid_c = fixed_grid_inputs(
             self.dataset.labels, run.grid_size, config.generator.z_dim, run.seed
         )
-        self.branches = ("2d", "3d") if config.loss.trains_3d_branch else ("2d",)
+        # EpiGRAF renders its images directly at full resolution, as Mimic3D's 3D branch does.
+        self.branches = (
+            ("3d",) if config.patch_wise else ("2d", "3d") if config.loss.trains_3d_branch else ("2d",)
+        )
         self._stop_reason: str | None = None
         self._resumed_from = resume
         self._start_time = time.time()
@@ -409,9 +417,13 @@ class Trainer:
             "Progress/swap_prob": -1.0 if progress.swap_prob is None else progress.swap_prob,
             "Progress/neural_rendering_resolution": progress.neural_rendering_resolution,
             "Progress/augment": 0.0 if self.augment_pipe is None else float(self.augment_pipe.p),
+            "Progress/density_noise_std": progress.density_noise_std,
             "Timing/sec_per_kimg": sec_per_kimg,
             "Timing/total_sec": now - self._start_time,
         }
+        if progress.patch_scales is not None:
+            scalars["Progress/patch_min_scale"] = progress.patch_scales.floor
+            scalars["Progress/patch_beta"] = progress.patch_scales.beta
         if self.process.device.type == "cuda":
             scalars["Resources/peak_gpu_mem_gb"] = (
                 torch.cuda.max_memory_allocated(self.process.device) / 2**30

@@ -67,6 +67,24 @@ SMOKE_PATCH_OVERRIDES: tuple[str, ...] = (
     "patch_discriminator.channel_max=8",
     "patch_discriminator.mapping_layers=2",
 )
+SMOKE_HYPER_OVERRIDES: tuple[str, ...] = (
+    "hyper_discriminator.channel_base=64",
+    "hyper_discriminator.channel_max=8",
+    "hyper_discriminator.hyper_mod_dim=8",
+    "hyper_discriminator.patch_embed_dim=4",
+)
+
+
+def smoke_overrides(config: TrainConfig) -> list[str]:
+    """The smoke sizes for the discriminators ``config`` has (EpiGRAF has no dual discriminator)."""
+    keys = [
+        k for k in SMOKE_OVERRIDES if config.discriminator is not None or not k.startswith("discriminator.")
+    ]
+    if config.patch_discriminator is not None:
+        keys += SMOKE_PATCH_OVERRIDES
+    if config.hyper_discriminator is not None:
+        keys += SMOKE_HYPER_OVERRIDES
+    return keys
 
 
 def _preset_dir() -> Path:
