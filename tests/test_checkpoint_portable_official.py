@@ -37,6 +37,8 @@ _reconstruct_persistent_obj.__module__ = "torch_utils.persistence"
 class OfficialModule(torch.nn.Module):
     """Pickles as ``torch_utils.persistence`` does: a hook call with the class name and ``__dict__``."""
 
+    persistence_hook = staticmethod(_reconstruct_persistent_obj)
+
     def __init__(self, class_name: str) -> None:
         super().__init__()
         self._official_class_name = class_name
@@ -49,11 +51,16 @@ class OfficialModule(torch.nn.Module):
         meta = dict(
             type="class", version=6, module_src="raise SystemExit", class_name=class_name, state=state
         )
-        return (_reconstruct_persistent_obj, (meta,), None)
+        return (self.persistence_hook, (meta,), None)
 
 
 def official_network(
-    class_names: dict[str, str], tensors: dict[str, torch.Tensor], init_kwargs: dict, attributes: dict
+    class_names: dict[str, str],
+    tensors: dict[str, torch.Tensor],
+    init_kwargs: dict,
+    attributes: dict,
+    buffer_names: set[str] = BUFFER_NAMES,
+    module_class: type[OfficialModule] = OfficialModule,
 ) -> OfficialModule:
     """A tree of stand-ins with the official module paths, classes, tensors and root fields."""
     paths = set(class_names)
@@ -62,13 +69,13 @@ def official_network(
         paths.update(".".join(parts[:i]) for i in range(len(parts) + 1))
     nodes: dict[str, OfficialModule] = {}
     for path in sorted(paths, key=lambda p: (0 if not p else p.count(".") + 1, p)):
-        nodes[path] = OfficialModule(class_names.get(path, "Module"))
+        nodes[path] = module_class(class_names.get(path, "Module"))
         if path:
             parent, _, name = path.rpartition(".")
             nodes[parent].add_module(name, nodes[path])
     for key, tensor in tensors.items():
         owner, _, name = key.rpartition(".")
-        if name in BUFFER_NAMES:
+        if name in buffer_names:
             nodes[owner].register_buffer(name, tensor)
         else:
             nodes[owner].register_parameter(name, torch.nn.Parameter(tensor, requires_grad=False))

@@ -20,6 +20,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from mimic3d.checkpoints.epigraf import epigraf_generator, is_epigraf_generator
 from mimic3d.checkpoints.portable import assign_weights, is_portable_file, load_checkpoint, save_checkpoint
 from mimic3d.checkpoints.records import ModuleRecord
 from mimic3d.checkpoints.safe_unpickle import read_official_pickle
@@ -47,6 +48,7 @@ _MIMIC3D_INERT_OPTIONS = {
     "aware3d_att": False,
 }
 _STAGE2_RETIDX = [-3, -1]  # Mimic3D stage 2 returns (P^c, P^r): the 3D-aware output and S^3D's last one
+_DISCRIMINATOR_CLASSES = ("DualDiscriminator", "SingleDiscriminator")
 _PICKLE_MAGIC = b"\x80"
 _ZIP_MAGIC = b"PK\x03\x04"
 
@@ -81,7 +83,8 @@ def load_networks(
 ) -> dict[str, nn.Module]:
     """Networks of a checkpoint by name (``G_ema``, ``G``, ``D``, ``D_patch``; default: all it holds).
 
-    For official pickles, networks we cannot rebuild (e.g. the ADA ``augment_pipe``) are skipped.
+    For official pickles, networks we cannot rebuild (e.g. the ADA ``augment_pipe``, EpiGRAF's
+    discriminator) are skipped unless named.
     """
     path = Path(path)
     if not path.exists():
@@ -120,7 +123,14 @@ def networks_from_official_pickle(
         "D_patch": official_discriminator,
     }
     available = [n for n in builders if isinstance(snapshot.get(n), ModuleRecord)]
-    if names is not None:
+    if names is None:
+        # EpiGRAF's discriminator (class Discriminator) is not imported; load its generators.
+        available = [
+            n
+            for n in available
+            if n not in ("D", "D_patch") or snapshot[n].class_name in _DISCRIMINATOR_CLASSES
+        ]
+    else:
         absent = [n for n in names if n not in available]
         if absent:
             raise ValueError(f"{Path(path).name}: has no network {absent}; it holds {available}")
@@ -128,7 +138,10 @@ def networks_from_official_pickle(
 
 
 def official_generator(record: ModuleRecord, where: str = "G_ema") -> TriplaneGenerator:
-    """A ``TriplaneGenerator`` with the weights of an official (Dual)TriPlaneGenerator record."""
+    """A ``TriplaneGenerator`` with the weights of an official (Dual)TriPlaneGenerator record or
+    EpiGRAF ``Generator`` record (see ``mimic3d.checkpoints.epigraf``)."""
+    if is_epigraf_generator(record):
+        return epigraf_generator(record, where)
     generator = TriplaneGenerator(generator_config_from_official(record, where))
     state = record.state_dict()
     const_key = "backbone.synthesis.b4.const"
