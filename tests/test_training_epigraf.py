@@ -12,6 +12,7 @@ from mimic3d.models.patch_discriminator import HyperModulatedPatchDiscriminator
 from mimic3d.training.loop import Trainer
 from mimic3d.training.patches import PixelWindows, ScaledPatches
 from mimic3d.training.presets import load_config
+from mimic3d.training.schedule import progress_at
 from mimic3d.training.snapshot import latest_snapshot, load_snapshot, resolve_snapshot
 
 RESUME_OVERRIDES = [
@@ -161,10 +162,8 @@ def test_mimic3d_3d_branch_with_beta_patches_and_the_scale_aware_d(dataset, tmp_
 
 def test_mimic3d_windows_stay_the_default(dataset, tmp_path):
     trainer = Trainer(tiny_config("e2e", dataset), tmp_path / "run", progress_bar=False)
-    progress = trainer.loss  # the loss places Mimic3D's fixed-scale windows without a patches section
-    from mimic3d.training.schedule import progress_at
-
-    where = progress.place_patches(4, 32, progress_at(trainer.config, 0), torch.device("cpu"))
+    # Without a scaled distribution the loss places Mimic3D's fixed-scale pixel windows.
+    where = trainer.loss.place_patches(4, 32, progress_at(trainer.config, 0), torch.device("cpu"))
     assert isinstance(where, PixelWindows) and where.size == 16
     trainer.monitor.close()
 
@@ -191,3 +190,19 @@ def test_mimic3d_with_both_patch_discriminators_is_refused():
     hyper = ["hyper_discriminator.img_resolution=32", "hyper_discriminator.patch_resolution=16"]
     with pytest.raises(ValueError, match="D\\^3D is either patch_discriminator or hyper_discriminator"):
         load_config("tiny-mimic3d-heads", ["data.path=x", *hyper])
+
+
+def test_epigraf_schedules_anneal_scales_and_density_noise(dataset, tmp_path):
+    config = tiny_config("epigraf", dataset)  # beta and density noise both over 5 kimg
+    assert config.patches.anneal_kimg == config.schedule.density_noise_kimg == 5
+    for kimg, beta, noise in [(0, 0.001, 1.0), (2.5, 0.001 + 0.799 / 2, 0.5), (5, 0.8, 0.0), (9, 0.8, 0.0)]:
+        progress = progress_at(config, int(kimg * 1000))
+        assert progress.patch_scales.beta == pytest.approx(beta, rel=1e-12)
+        assert progress.patch_scales.floor == config.min_patch_scale == 0.5  # 16 / 32
+        assert progress.density_noise_std == pytest.approx(noise, rel=1e-12)
+    trainer = Trainer(config, tmp_path / "run", progress_bar=False)
+    trainer.cur_nimg = 2500
+    trainer.train_step()
+    assert trainer.nets.G.density_noise_std == pytest.approx(0.5)  # G trains with it; G_ema is in eval
+    assert not trainer.nets.G_ema.training
+    trainer.monitor.close()

@@ -14,6 +14,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
+from mimic3d.camera import PRESETS as CAMERA_PRESETS
 from mimic3d.metrics.protocols import get_protocol
 from mimic3d.models.config import GeneratorConfig
 from mimic3d.models.discriminator import DualDiscriminatorConfig
@@ -26,8 +27,9 @@ from mimic3d.training.patches import PATCH_DISTRIBUTIONS, SCALED_DISTRIBUTIONS
 
 AUGMENT_MODES = ("noaug", "ada", "fixed")
 LPIPS_MODES = ("pretrained", "untrained")
+R1_TARGETS = ("discriminator_input", "input")
 DEVICES = ("auto", "cpu", "cuda")
-GEN_CAMERAS = ("dataset", "ffhq", "afhq", "shapenet")
+GEN_CAMERAS = ("dataset", *CAMERA_PRESETS)
 
 
 @dataclass
@@ -41,10 +43,14 @@ class LossConfig:
     the same windows: not in the paper (0 in its presets), but it gives the tiny CPU presets a teacher
     signal when LPIPS runs with untrained weights.
     Intervals of None run the regulariser every step without lazy scaling.
+    ``r1_target`` says what R1 differentiates: ``discriminator_input`` (official EG3D/Mimic3D: the
+    images D sees, after the blur and the augmentation) or ``input`` (the real images before both,
+    StyleGAN2-ADA's definition); it applies to both R1 terms (dual D and D^3D).
     """
 
     r1_gamma: float = 1.0
     r1_interval: int | None = 16
+    r1_target: str = "discriminator_input"
     density_reg: float = 0.25
     density_reg_interval: int | None = 4
     density_reg_offset: float = 0.004
@@ -144,7 +150,8 @@ class DataConfig:
 
     ``gen_cameras``: where the fakes' cameras come from: ``dataset`` (its labels, as EG3D) or the pose
     distribution of a camera preset (``mimic3d.camera.PRESETS``; ``shapenet``: all 360 degrees of
-    yaw over the upper hemisphere, as EpiGRAF's parametric spherical sampler).
+    yaw over the upper hemisphere; ``epigraf-megascans``: the whole sphere, EpiGRAF's
+    ``spherical_uniform``). The preset's radius and focal must be the dataset's.
     """
 
     path: str | None = None
@@ -267,6 +274,11 @@ class TrainConfig:
         self._validate_schedule(sched)
         self._validate_augment(self.augment)
         self._validate_patches()
+        if self.generator.class_dim:
+            raise ValueError(
+                "generator.class_dim: class-conditional training is not supported (the trainer has no "
+                "class labels); set it to 0"
+            )
         if self.data.gen_cameras not in GEN_CAMERAS:
             raise ValueError(
                 f"data.gen_cameras: expected one of {GEN_CAMERAS}, got {self.data.gen_cameras!r}"
@@ -294,6 +306,8 @@ class TrainConfig:
             if value is not None and value < 1:
                 raise ValueError(f"loss.{name}: expected None or an int >= 1, got {value}")
         _check_positive("loss.density_reg_points", loss.density_reg_points)
+        if loss.r1_target not in R1_TARGETS:
+            raise ValueError(f"loss.r1_target: expected one of {R1_TARGETS}, got {loss.r1_target!r}")
         if loss.lpips not in LPIPS_MODES:
             raise ValueError(f"loss.lpips: expected one of {LPIPS_MODES}, got {loss.lpips!r}")
         if loss.noise_mode not in ("random", "const", "none"):
@@ -403,6 +417,10 @@ class TrainConfig:
             value = getattr(sched, name)
             if not (math.isfinite(value) and value >= 0):
                 raise ValueError(f"schedule.{name}: expected a finite number >= 0, got {value}")
+        if sched.density_noise_init > 0 and self.generator.rendering.integration != "epigraf":
+            raise ValueError(
+                "schedule.density_noise_init: density noise needs generator.rendering.integration=epigraf"
+            )
         if sched.gpc_prob is not None and not 0 <= sched.gpc_prob <= 1:
             raise ValueError(f"schedule.gpc_prob: expected None or a probability, got {sched.gpc_prob}")
         if sched.ema_rampup is not None and sched.ema_rampup <= 0:

@@ -204,6 +204,8 @@ class Trainer:
     def train_step(self) -> dict[str, float]:
         """One optimisation step over the global batch; returns the phases' mean objectives."""
         progress = progress_at(self.config, self.cur_nimg)
+        if self.config.schedule.density_noise_init > 0:
+            self.nets.G.density_noise_std = progress.density_noise_std
         real_img, real_c = self.stream.next_batch()
         real_img, real_c = real_img.split(self.batch_gpu), real_c.split(self.batch_gpu)
         objectives: dict[str, torch.Tensor] = {}
@@ -278,7 +280,7 @@ class Trainer:
         progress = progress_at(self.config, self.cur_nimg)
         nrr = progress.neural_rendering_resolution
         for G in (self.nets.G, self.nets.G_ema):
-            if nrr & (nrr - 1) == 0:
+            if nrr & (nrr - 1) == 0 and not self.config.patch_wise:  # EpiGRAF renders at full size
                 G.config.neural_rendering_resolution = nrr
         name = snapshot_name(self.cur_nimg)
         folder = self.run_dir / "snapshots" / name

@@ -76,10 +76,19 @@ SMOKE_HYPER_OVERRIDES: tuple[str, ...] = (
 
 
 def smoke_overrides(config: TrainConfig) -> list[str]:
-    """The smoke sizes for the discriminators ``config`` has (EpiGRAF has no dual discriminator)."""
-    keys = [
-        k for k in SMOKE_OVERRIDES if config.discriminator is not None or not k.startswith("discriminator.")
-    ]
+    """The smoke sizes for the networks ``config`` has (EpiGRAF: no dual discriminator, no
+    super-resolution, so its decoder keeps its RGB outputs)."""
+    skip = []
+    if config.discriminator is None:
+        skip.append("discriminator.")
+    if config.generator.superresolution == "none":  # renders its images directly, at full size
+        skip += [
+            "generator.sr_channels",
+            "generator.decoder_output_dim",
+            "generator.neural_rendering_resolution",
+            "schedule.nrr_initial",
+        ]
+    keys = [k for k in SMOKE_OVERRIDES if not k.startswith(tuple(skip))]
     if config.patch_discriminator is not None:
         keys += SMOKE_PATCH_OVERRIDES
     if config.hyper_discriminator is not None:
