@@ -6,7 +6,8 @@ are read by the restricted unpickler of ``safe_unpickle`` (their embedded code n
 architecture is rebuilt from the recorded constructor arguments, ``rendering_kwargs``,
 ``neural_rendering_resolution`` and the super-resolution class, and the official state dicts
 are copied onto our modules, whose parameter names are the official ones. EG3D weights get the
-legacy "eg3d" plane projection, Mimic3D weights the "xyz" one.
+legacy "eg3d" plane projection, Mimic3D weights the "xyz" one. EpiGRAF generators are rebuilt from
+the OmegaConf config they carry, read as inert data (``epigraf``).
 """
 
 from __future__ import annotations
@@ -104,7 +105,7 @@ def load_networks(
     )
     raise ValueError(
         f"{path}: unknown checkpoint format{hint}; expected a mimic3d folder or .safetensors file, "
-        "or an official EG3D/Mimic3D network pickle"
+        "or an official EG3D/Mimic3D/EpiGRAF network pickle"
     )
 
 

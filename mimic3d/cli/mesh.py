@@ -8,7 +8,14 @@ from pathlib import Path
 from mimic3d.cli.model_options import add_model_arguments, mapping_options, open_model
 from mimic3d.export import FORMATS, MESH_FORMATS, check_format, save_mesh, save_volume
 from mimic3d.tools.latents import seed_ws
-from mimic3d.tools.mesh import EG3D_BORDER_FRACTION, EG3D_LEVEL, MESH_RESOLUTIONS, seed_mesh, seed_volume
+from mimic3d.tools.mesh import (
+    EG3D_BORDER_FRACTION,
+    EG3D_LEVEL,
+    EPIGRAF_LEVEL,
+    MESH_RESOLUTIONS,
+    seed_mesh,
+    seed_volume,
+)
 from mimic3d.tools.parsing import parse_seeds
 from mimic3d.tools.viewpoints import camera_preset_for
 
@@ -33,8 +40,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--level",
         type=float,
-        default=EG3D_LEVEL,
-        help=f"raw-sigma iso level (default: {EG3D_LEVEL:g}, as EG3D)",
+        default=None,
+        help=f"raw-sigma iso level (default: {EG3D_LEVEL:g} as EG3D, {EPIGRAF_LEVEL:g} for EpiGRAF models "
+        "as its extract_geometry.py)",
     )
     parser.add_argument(
         "--border",

@@ -41,7 +41,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "quantisation. Results are printed and appended to <run-dir>/metric-<name>.jsonl.",
     )
     parser.add_argument(
-        "network", help="checkpoint: mimic3d folder or .safetensors, or official EG3D/Mimic3D .pkl"
+        "network", help="checkpoint: mimic3d folder or .safetensors, or official EG3D/Mimic3D/EpiGRAF .pkl"
     )
     parser.add_argument(
         "--data", required=True, help="EG3D-format dataset (zip or folder) the model was trained on"

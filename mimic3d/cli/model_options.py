@@ -16,7 +16,7 @@ from mimic3d.tools.rendering import load_generator, resolve_device
 def add_model_arguments(parser: argparse.ArgumentParser, seeds: str = "0-3", trunc: bool = True) -> None:
     parser.add_argument(
         "network",
-        help="checkpoint: a mimic3d folder or .safetensors file, or an official EG3D/Mimic3D .pkl",
+        help="checkpoint: a mimic3d folder or .safetensors file, or an official EG3D/Mimic3D/EpiGRAF .pkl",
     )
     parser.add_argument("--seeds", default=seeds, help=f"seeds, e.g. '0-7,12' (default: {seeds})")
     if trunc:

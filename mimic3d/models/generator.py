@@ -38,7 +38,9 @@ API used by the trainers and tools (all methods; c is always the 25-float camera
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, replace
+from functools import partial
 from typing import Any
 
 import torch
@@ -59,6 +61,7 @@ from mimic3d.render import (
     generate_scaled_patch_rays,
 )
 from mimic3d.render.field import Field
+from mimic3d.render.renderer import RenderResult
 from mimic3d.render.triplane import to_plane_frame
 
 BRANCHES = ("2d", "3d")
@@ -346,7 +349,7 @@ class TriplaneGenerator(nn.Module):
         cam2world, intrinsics = split_label(c)
         grid = self.config.rendering.pixel_grid
         origins, directions = generate_rays(cam2world, intrinsics, resolution, grid)
-        result = self._render_rays(planes, origins, directions, perturb, generator, channels)
+        result = self.render_rays(planes, origins, directions, perturb, generator, channels)
         return _to_image(result.features, resolution), _to_image(result.depth, resolution)
 
     def render_scaled_patch(
@@ -368,20 +371,17 @@ class TriplaneGenerator(nn.Module):
         fractions (y down; see ``mimic3d.render.rays.scaled_patch_uv``). scale 1, offset 0 gives the
         full image at resolution r. Returns ``image`` [N, 3, r, r] and ``image_depth`` [N, 1, r, r].
         """
-        self._check_camera(c, ws.shape[0])
         if isinstance(resolution, bool) or not isinstance(resolution, int) or resolution < 1:
             raise ValueError(f"resolution: expected a positive int, got {resolution!r}")
-        if planes is None:
-            planes = self.planes(ws, noise_mode=noise_mode, fused_modconv=fused_modconv)
-        cam2world, intrinsics = split_label(c)
-        origins, directions = generate_scaled_patch_rays(
-            cam2world, intrinsics, resolution, scale, offset, self.config.rendering.pixel_grid
+        rays = partial(
+            generate_scaled_patch_rays,
+            patch_resolution=resolution,
+            scale=scale,
+            offset=offset,
+            grid=self.config.rendering.pixel_grid,
         )
-        result = self._render_rays(planes, origins, directions, perturb, generator, 3)
-        return {
-            "image": _to_image(result.features, resolution),
-            "image_depth": _to_image(result.depth, resolution),
-        }
+        options = (noise_mode, perturb, planes, fused_modconv, generator)
+        return self._render_window(ws, c, rays, resolution, *options)
 
     def render_patch(
         self,
@@ -402,18 +402,35 @@ class TriplaneGenerator(nn.Module):
         equals the same crop of ``synthesis(ws, c, branch="3d")``. top, left: ints or [N] tensors.
         Returns ``image`` [N, 3, size, size] and ``image_depth`` [N, 1, size, size].
         """
+        rays = partial(
+            generate_patch_rays,
+            resolution=self.img_resolution,
+            top=top,
+            left=left,
+            size=size,
+            grid=self.config.rendering.pixel_grid,
+        )
+        return self._render_window(ws, c, rays, size, noise_mode, perturb, planes, fused_modconv, generator)
+
+    def _render_window(
+        self,
+        ws: Tensor,
+        c: Tensor,
+        rays: Callable[[Tensor, Tensor], tuple[Tensor, Tensor]],
+        size: int,
+        noise_mode: str,
+        perturb: bool | None,
+        planes: Triplanes | None,
+        fused_modconv: bool | None,
+        generator: torch.Generator | None,
+    ) -> dict[str, Tensor]:
+        """RGB and depth [N, C, size, size] along ``rays(cam2world, intrinsics)`` (a patch's size^2 rays)."""
         self._check_camera(c, ws.shape[0])
         if planes is None:
             planes = self.planes(ws, noise_mode=noise_mode, fused_modconv=fused_modconv)
-        cam2world, intrinsics = split_label(c)
-        origins, directions = generate_patch_rays(
-            cam2world, intrinsics, self.img_resolution, top, left, size, self.config.rendering.pixel_grid
-        )
-        result = self._render_rays(planes, origins, directions, perturb, generator, 3)
-        return {
-            "image": _to_image(result.features, size),
-            "image_depth": _to_image(result.depth, size),
-        }
+        origins, directions = rays(*split_label(c))
+        result = self.render_rays(planes, origins, directions, perturb, generator, 3)
+        return {"image": _to_image(result.features, size), "image_depth": _to_image(result.depth, size)}
 
     def sample_density(
         self,
@@ -431,17 +448,16 @@ class TriplaneGenerator(nn.Module):
             planes = self.planes(ws, noise_mode=noise_mode, fused_modconv=fused_modconv)
         return self.renderer.sample_density(planes.field_planes(), self.decoder, points)
 
-    # ------------------------------------------------------------------ helpers
-
-    def _render_rays(
+    def render_rays(
         self,
         planes: Triplanes,
         origins: Tensor,
         directions: Tensor,
-        perturb: bool | None,
-        generator: torch.Generator | None,
-        channels: int | None,
-    ) -> Any:
+        perturb: bool | None = None,
+        generator: torch.Generator | None = None,
+        channels: int | None = None,
+    ) -> RenderResult:
+        """The planes' field (and background, density noise in training) along any rays [N, M, 3]."""
         noise = self._density_noise_std if self.training else 0.0
         return self._renderer(perturb)(
             planes.field_planes(),
@@ -468,6 +484,8 @@ class TriplaneGenerator(nn.Module):
             return background(framed, ws)
 
         return field
+
+    # ------------------------------------------------------------------ helpers
 
     def _fused(self, fused_modconv: bool | None) -> bool:
         return (not self.training) if fused_modconv is None else bool(fused_modconv)

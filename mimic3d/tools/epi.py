@@ -23,7 +23,7 @@ from tqdm import tqdm
 
 from mimic3d.camera import split_label
 from mimic3d.models.generator import TriplaneGenerator, Triplanes
-from mimic3d.render import Field, TriplaneRenderer, rays_from_uv
+from mimic3d.render import Field, TriplaneRenderer, image_uv, rays_from_uv
 from mimic3d.tools.imaging import tile_grid, to_uint8
 from mimic3d.tools.rendering import render_branch
 
@@ -70,9 +70,15 @@ def model_row_renderer(
     if branch == "3d":
         size = resolution or G.img_resolution
         index = row_index(row, size)
-        renderer = G.renderer.with_options(perturb=False)
-        field = renderer.field(planes.field_planes(), G.decoder)
-        return lambda c: render_field_row(field, renderer, c, size, index)
+        uv = image_uv(size, planes.coarse.device, G.config.rendering.pixel_grid).view(size, size, 2)[index]
+
+        def render_row(c: Tensor) -> Tensor:
+            cam2world, intrinsics = split_label(c)
+            origins, directions = rays_from_uv(cam2world, intrinsics, uv)
+            with torch.no_grad():
+                return G.render_rays(planes, origins, directions, perturb=False, channels=3).features[0]
+
+        return render_row
     index = row_index(row, G.img_resolution)
     return lambda c: render_branch(G, ws, c, "2d", planes)[0][0, :, index].transpose(0, 1)
 

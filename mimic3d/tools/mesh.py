@@ -27,8 +27,10 @@ from mimic3d.tools.parsing import check_positive_int
 DensityFn = Callable[[Tensor], Tensor]  # points [P, 3] -> sigma [P] (or [P, 1])
 ColourFn = Callable[[Tensor], Tensor]  # points [P, 3] -> RGB [P, 3] in [0, 1]
 
-# EG3D's geometry scripts: raw-sigma level 10 and a border of 30 voxels per 256.
+# EG3D's geometry scripts: raw-sigma level 10 and a border of 30 voxels per 256; EpiGRAF's
+# extract_geometry.py: raw-sigma level 25.
 EG3D_LEVEL = 10.0
+EPIGRAF_LEVEL = 25.0
 EG3D_BORDER_FRACTION = 30 / 256
 MESH_RESOLUTIONS = (64, 128, 256, 512)
 
@@ -166,13 +168,21 @@ def model_density_fn(G: TriplaneGenerator, ws: Tensor, planes: Triplanes) -> Den
     return lambda points: G.sample_density(points[None].to(ws.device), ws, planes=planes)[0, :, 0]
 
 
+def default_level(G: TriplaneGenerator) -> float:
+    """The raw-sigma iso level of the model's official geometry script (EG3D 10, EpiGRAF 25)."""
+    return EPIGRAF_LEVEL if G.config.decoder == "epigraf" else EG3D_LEVEL
+
+
 def model_colour_fn(G: TriplaneGenerator, planes: Triplanes) -> ColourFn:
-    """The decoder's RGB (its first three feature channels, in [0, 1]) at world points."""
+    """The decoder's RGB (its first three feature channels) in [0, 1] at world points (EpiGRAF's raw
+    colours in [-1, 1] are mapped to [0, 1])."""
     device = planes.coarse.device
+    raw = G.config.decoder == "epigraf"
 
     def colour(points: Tensor) -> Tensor:
         features, _ = G.renderer.sample(planes.field_planes(), G.decoder, points[None].to(device))
-        return features[0, :, :3]
+        rgb = features[0, :, :3]
+        return (rgb + 1) / 2 if raw else rgb
 
     return colour
 
@@ -212,11 +222,13 @@ def seed_mesh(
     G: TriplaneGenerator,
     planes: Triplanes,
     volume: np.ndarray,
-    level: float = EG3D_LEVEL,
+    level: float | None = None,
     border_fraction: float = EG3D_BORDER_FRACTION,
     colours: bool = True,
 ) -> tuple[trimesh.Trimesh, MeshReport]:
-    """Mesh of a ``seed_volume`` at ``level`` (raw sigma), vertex colours from the decoder, and its report."""
+    """Mesh of a ``seed_volume`` at ``level`` (raw sigma; default ``default_level(G)``), vertex colours
+    from the decoder, and its report."""
+    level = default_level(G) if level is None else level
     border = border_voxels(volume.shape[0], border_fraction)
     mesh = extract_mesh(volume, level, G.config.rendering.box_warp, border=border)
     if colours:
