@@ -130,28 +130,13 @@ def train_config(fx: Fixture, augment_p: float | None = None) -> TrainConfig:
     )
     discriminator = DualDiscriminatorConfig(
         img_resolution=d["img_resolution"],
-        c_dim=d["c_dim"],
-        architecture=d["architecture"],
-        channel_base=d["channel_base"],
-        channel_max=d["channel_max"],
-        num_fp16_res=0,
-        conv_clamp=None,
         mapping_layers=d["mapping_kwargs"]["num_layers"],
-        mbstd_group_size=d["epilogue_kwargs"]["mbstd_group_size"],
+        **_discriminator_fields(d),
     )
     patch = None
     if mimic:
         p = meta["patch_kwargs"]
-        patch = PatchDiscriminatorConfig(
-            patch_resolution=p["img_resolution"],
-            c_dim=0,
-            architecture=p["architecture"],
-            channel_base=p["channel_base"],
-            channel_max=p["channel_max"],
-            num_fp16_res=0,
-            conv_clamp=None,
-            mbstd_group_size=p["epilogue_kwargs"]["mbstd_group_size"],
-        )
+        patch = PatchDiscriminatorConfig(patch_resolution=p["img_resolution"], **_discriminator_fields(p))
     step = meta["step"]
     return TrainConfig(
         generator=generator,
@@ -195,6 +180,16 @@ def train_config(fx: Fixture, augment_p: float | None = None) -> TrainConfig:
         ),
         run=RunConfig(batch_size=step["batch_size"], device="cpu"),
     )
+
+
+def _discriminator_fields(kwargs: dict) -> dict:
+    """Fields both our discriminator configs take, from an official discriminator's kwargs."""
+    names = ("c_dim", "architecture", "channel_base", "channel_max")
+    fields = {name: kwargs[name] for name in names}
+    fields.update(
+        num_fp16_res=0, conv_clamp=None, mbstd_group_size=kwargs["epilogue_kwargs"]["mbstd_group_size"]
+    )
+    return fields
 
 
 def networks(fx: Fixture, config: TrainConfig) -> dict[str, nn.Module]:
