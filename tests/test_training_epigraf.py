@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 from training_support import tiny_config, write_random_dataset
 
 import mimic3d
-from mimic3d.camera import PRESETS
+from mimic3d.camera import PRESETS, split_label, to_angles
 from mimic3d.models.patch_discriminator import HyperModulatedPatchDiscriminator
+from mimic3d.training.data import PresetCameraSampler
 from mimic3d.training.loop import Trainer
 from mimic3d.training.patches import PixelWindows, ScaledPatches
 from mimic3d.training.presets import load_config
@@ -72,6 +75,11 @@ def test_patch_wise_step_runs_epigraf_phases_on_scaled_patches(dataset, tmp_path
 def test_tiny_epigraf_run_writes_snapshots_pictures_and_logs(dataset, tmp_path, family):
     config = tiny_config(family, dataset, "run.grid_size=2", "run.video_frames=2")
     trainer = Trainer(config, tmp_path / family, progress_bar=False)
+    if family.endswith("cars"):  # fakes' cameras all around the car, from the full-circle sampler
+        assert isinstance(trainer.labels, PresetCameraSampler)
+        angles, radius = to_angles(split_label(trainer.labels.sample(2000))[0])
+        torch.testing.assert_close(radius, torch.full([2000], 1.7), rtol=1e-5, atol=0)  # float32 norm
+        assert angles[:, 0].min() < -3.0 and angles[:, 0].max() > 3.0 and angles[:, 1].max() < math.pi / 2
     result = trainer.run(max_steps=2)
     assert result.status == "max_steps" and result.snapshot == latest_snapshot(tmp_path / family)
     assert list((tmp_path / family / "images").glob("*-grid.png"))

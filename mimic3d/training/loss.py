@@ -45,14 +45,11 @@ from mimic3d.training.config import TrainConfig
 from mimic3d.training.patches import (
     PixelWindows,
     ScaledPatches,
-    crop_windows,
     random_windows,
     sample_scaled_patches,
     score_patches,
 )
 from mimic3d.training.schedule import Progress
-
-__all__ = ["PHASES", "Chunk", "PhaseResult", "TriplaneGANLoss", "crop_windows", "random_windows"]
 
 PHASES = ("Gmain", "Greg", "Dmain", "Dreg", "Dpatch_main", "Dpatch_reg")
 
