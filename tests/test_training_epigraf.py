@@ -6,7 +6,7 @@ import math
 
 import pytest
 import torch
-from training_support import tiny_config, write_random_dataset
+from training_support import RESUME_OVERRIDES, tiny_config, write_random_dataset
 
 import mimic3d
 from mimic3d.camera import PRESETS, split_label, to_angles
@@ -17,14 +17,6 @@ from mimic3d.training.patches import PixelWindows, ScaledPatches
 from mimic3d.training.presets import load_config
 from mimic3d.training.schedule import progress_at
 from mimic3d.training.snapshot import latest_snapshot, load_snapshot, resolve_snapshot
-
-RESUME_OVERRIDES = [
-    "loss.r1_interval=2",
-    "augment.mode=ada",
-    "augment.interval=1",
-    "augment.p=0.5",
-    "augment.speed_kimg=0.1",
-]
 
 
 @pytest.fixture(scope="module")

@@ -21,6 +21,17 @@ from mimic3d.training.presets import (
 # Smaller than the demo preset: every code path, a fraction of the compute.
 RUN_OVERRIDES = ["run.grid_size=0", "run.video_frames=0", "run.keep_snapshots=null", "data.mirror=false"]
 TINY = [*SMOKE_OVERRIDES, *SMOKE_PATCH_OVERRIDES, *RUN_OVERRIDES]
+# Every regulariser every other step and ADA moving p every step, so that all state is exercised
+# on both sides of a resume point.
+RESUME_OVERRIDES = [
+    "loss.density_reg_interval=2",
+    "loss.r1_interval=2",
+    "loss.patch_r1_interval=2",
+    "augment.mode=ada",
+    "augment.interval=1",
+    "augment.p=0.5",
+    "augment.speed_kimg=0.1",
+]
 EPIGRAF_PRESETS = {"epigraf": "tiny-epigraf-heads", "epigraf-cars": "tiny-epigraf-cars"}
 FAMILY_OVERRIDES = {
     "eg3d": [

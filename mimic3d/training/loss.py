@@ -73,6 +73,21 @@ class PhaseResult:
     stats: dict[str, Tensor]
 
 
+def discriminator_objective(fake_logits: Tensor, real_logits: Tensor) -> PhaseResult:
+    """``Dmain``: logistic loss on fakes and reals (logits [N, 1] each), with EG3D's statistics."""
+    loss_fake, loss_real = discriminator_fake_loss(fake_logits), discriminator_real_loss(real_logits)
+    return PhaseResult(
+        loss_fake.mean() + loss_real.mean(),
+        {
+            "Loss/scores/fake": fake_logits,
+            "Loss/signs/fake": fake_logits.sign(),
+            "Loss/scores/real": real_logits,
+            "Loss/signs/real": real_logits.sign(),
+            "Loss/D/loss": loss_fake + loss_real,
+        },
+    )
+
+
 class TriplaneGANLoss:
     """Accumulates the gradients of one phase for one chunk (EG3D's ``accumulate_gradients``)."""
 
@@ -233,17 +248,7 @@ class TriplaneGANLoss:
         real_logits = self.run_D(self.real_pair(chunk.real_img, progress), chunk.real_c, progress.blur_sigma)
         if self.ada is not None:
             self.ada.observe(real_logits)
-        loss_fake, loss_real = discriminator_fake_loss(fake_logits), discriminator_real_loss(real_logits)
-        return PhaseResult(
-            loss_fake.mean() + loss_real.mean(),
-            {
-                "Loss/scores/fake": fake_logits,
-                "Loss/signs/fake": fake_logits.sign(),
-                "Loss/scores/real": real_logits,
-                "Loss/signs/real": real_logits.sign(),
-                "Loss/D/loss": loss_fake + loss_real,
-            },
-        )
+        return discriminator_objective(fake_logits, real_logits)
 
     def _discriminator_r1(self, chunk: Chunk, progress: Progress) -> PhaseResult:
         real = self.real_pair(chunk.real_img, progress)

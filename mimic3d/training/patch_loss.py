@@ -23,8 +23,6 @@ from torch import Tensor, nn
 
 from mimic3d.losses import (
     blur_images,
-    discriminator_fake_loss,
-    discriminator_real_loss,
     generator_logistic_loss,
     r1_loss,
     swap_conditioning,
@@ -32,7 +30,7 @@ from mimic3d.losses import (
 from mimic3d.models.generator import TriplaneGenerator
 from mimic3d.training.augment import AdaptiveProbability, AugmentPipe
 from mimic3d.training.config import TrainConfig
-from mimic3d.training.loss import Chunk, PhaseResult
+from mimic3d.training.loss import Chunk, PhaseResult, discriminator_objective
 from mimic3d.training.patches import (
     ScaledPatches,
     sample_scaled_patches,
@@ -125,18 +123,9 @@ class PatchGANLoss:
         real_logits = self.run_D(real, real_where, chunk.real_c, progress.blur_sigma)
         if self.ada is not None:
             self.ada.observe(real_logits)
-        loss_fake, loss_real = discriminator_fake_loss(fake_logits), discriminator_real_loss(real_logits)
-        return PhaseResult(
-            loss_fake.mean() + loss_real.mean(),
-            {
-                "Loss/scores/fake": fake_logits,
-                "Loss/signs/fake": fake_logits.sign(),
-                "Loss/scores/real": real_logits,
-                "Loss/signs/real": real_logits.sign(),
-                "Loss/D/loss": loss_fake + loss_real,
-                "Patches/real_scale": real_where.scale,
-            },
-        )
+        result = discriminator_objective(fake_logits, real_logits)
+        result.stats["Patches/real_scale"] = real_where.scale
+        return result
 
     def _discriminator_r1(self, chunk: Chunk, progress: Progress) -> PhaseResult:
         where = self.draw(chunk.real_img.shape[0], progress, chunk.real_img.device)
