@@ -15,6 +15,7 @@ from mimic3d.cli.main import main
 from mimic3d.data.synth import synth_dataset
 from mimic3d.export import read_video
 from mimic3d.models import TriplaneGenerator, generator_preset
+from mimic3d.models.config import EPIGRAF_FACE_RENDERING, epigraf_architecture
 from mimic3d.tools.latents import seed_class_labels, seed_ws
 from mimic3d.tools.mesh import EPIGRAF_LEVEL, default_level, model_colour_fn
 from mimic3d.tools.viewpoints import camera_preset_for
@@ -45,7 +46,8 @@ def _run(command: str, checkpoint: str, options: str, outdir, *extra: str) -> in
 def test_cameras_follow_the_model_ray_ranges(checkpoints):
     assert camera_preset_for(mimic3d.load(checkpoints["tiny-epigraf"])).name == "ffhq"  # 2.25..3.3
     assert camera_preset_for(mimic3d.load(checkpoints["tiny-epigraf-bg"])).name == "epigraf-megascans"
-    assert camera_preset_for(TriplaneGenerator(generator_preset("epigraf-ffhq256"))).name == "epigraf-ffhq"
+    face = epigraf_architecture(256, EPIGRAF_FACE_RENDERING, triplane_resolution=16, channel_base=64)
+    assert camera_preset_for(TriplaneGenerator(face)).name == "epigraf-ffhq"
 
 
 @pytest.mark.parametrize("name", ["tiny-epigraf", "tiny-epigraf-bg", "classes"])

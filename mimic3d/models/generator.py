@@ -183,23 +183,19 @@ class TriplaneGenerator(nn.Module):
         (EpiGRAF) ignore it. Class-conditional models (``class_dim`` > 0) need one-hot ``labels``
         [N, class_dim], which follow the camera in the conditioning input.
         """
-        n = z.shape[0] if isinstance(z, Tensor) else None
-        self._check_camera(c, n)
+        z = self._input(z, "z", [self.z_dim], "latents")
+        c = self._camera(c, z.shape[0])
         parts = []
         if self.config.pose_conditioning:
             if self.config.c_gen_conditioning_zero:
                 c = torch.zeros_like(c)
             parts.append(c * self.config.c_scale)
         if self.config.class_dim:
-            if not isinstance(labels, Tensor) or labels.ndim != 2 or labels.shape[1] != self.config.class_dim:
-                shape = list(labels.shape) if isinstance(labels, Tensor) else type(labels).__name__
-                raise ValueError(
-                    f"labels: this model is class-conditional; expected one-hot labels "
-                    f"[N, {self.config.class_dim}], got {shape}"
-                )
+            labels = self._input(labels, "labels", [self.config.class_dim], "one-hot class labels")
             if labels.shape[0] != c.shape[0]:
-                raise ValueError(f"labels: batch size {labels.shape[0]} differs from the cameras' {n}")
-            parts.append(labels.to(c.dtype))
+                n, m = labels.shape[0], c.shape[0]
+                raise ValueError(f"labels: batch size {n} differs from the latents' {m}")
+            parts.append(labels)
         elif labels is not None:
             raise ValueError("labels: this model is not class-conditional (class_dim is 0)")
         return self.backbone.mapping(
@@ -260,15 +256,20 @@ class TriplaneGenerator(nn.Module):
         """
         if branch not in BRANCHES:
             raise ValueError(f"branch: expected one of {BRANCHES}, got {branch!r}")
-        self._check_camera(c, ws.shape[0])
+        ws = self._input(ws, "ws", [self.num_ws, self.w_dim], "styles")
+        c = self._camera(c, ws.shape[0])
         if branch == "3d":
-            resolution = neural_rendering_resolution or self.img_resolution
+            resolution = (
+                self.img_resolution if neural_rendering_resolution is None else neural_rendering_resolution
+            )
             if planes is None:
                 planes = self.planes(ws, noise_mode=noise_mode, fused_modconv=fused_modconv)
             rgb, depth = self.render(planes, c, resolution, perturb=perturb, generator=generator, channels=3)
             return {"image": rgb, "image_raw": rgb, "image_depth": depth}
 
-        resolution = neural_rendering_resolution or self.config.neural_rendering_resolution
+        resolution = neural_rendering_resolution
+        if resolution is None:
+            resolution = self.config.neural_rendering_resolution
         if planes is None:
             planes = self.planes(ws, noise_mode=noise_mode, residual=False, fused_modconv=fused_modconv)
         elif planes.residual is not None:
@@ -343,7 +344,7 @@ class TriplaneGenerator(nn.Module):
 
         ``channels`` renders only the first feature channels (3: RGB, all the 3D branch shows).
         """
-        self._check_camera(c, planes.batch_size)
+        c = self._camera(c, planes.batch_size)
         if isinstance(resolution, bool) or not isinstance(resolution, int) or resolution < 1:
             raise ValueError(f"neural_rendering_resolution: expected a positive int, got {resolution!r}")
         cam2world, intrinsics = split_label(c)
@@ -425,7 +426,8 @@ class TriplaneGenerator(nn.Module):
         generator: torch.Generator | None,
     ) -> dict[str, Tensor]:
         """RGB and depth [N, C, size, size] along ``rays(cam2world, intrinsics)`` (a patch's size^2 rays)."""
-        self._check_camera(c, ws.shape[0])
+        ws = self._input(ws, "ws", [self.num_ws, self.w_dim], "styles")
+        c = self._camera(c, ws.shape[0])
         if planes is None:
             planes = self.planes(ws, noise_mode=noise_mode, fused_modconv=fused_modconv)
         origins, directions = rays(*split_label(c))
@@ -495,12 +497,26 @@ class TriplaneGenerator(nn.Module):
             return self.renderer
         return TriplaneRenderer(replace(self.renderer.config, perturb=bool(perturb)))
 
-    def _check_camera(self, c: Any, batch_size: int | None) -> None:
-        if not isinstance(c, Tensor) or c.ndim != 2 or c.shape[1] != self.c_dim:
-            shape = list(c.shape) if isinstance(c, Tensor) else type(c).__name__
-            raise ValueError(f"c: expected a camera label tensor [N, {self.c_dim}], got {shape}")
-        if batch_size is not None and c.shape[0] != batch_size:
+    def _input(self, x: Any, name: str, shape: list[int], what: str) -> Tensor:
+        """``x`` checked to be a floating-point tensor [N, *shape], on the model's device and dtype."""
+        if not isinstance(x, Tensor) or x.ndim != 1 + len(shape) or list(x.shape[1:]) != shape:
+            got = list(x.shape) if isinstance(x, Tensor) else type(x).__name__
+            raise ValueError(f"{name}: expected {what} [N, {', '.join(map(str, shape))}], got {got}")
+        if not x.is_floating_point():
+            raise ValueError(f"{name}: expected a floating-point tensor, got {x.dtype}")
+        reference = self.decoder.net[0].weight
+        return x.to(device=reference.device, dtype=reference.dtype)
+
+    def _camera(self, c: Any, batch_size: int) -> Tensor:
+        """Camera labels c [N, c_dim] checked (shape, batch, finite values) and cast like ``_input``."""
+        c = self._input(c, "c", [self.c_dim], "camera labels")
+        if c.shape[0] != batch_size:
             raise ValueError(f"c: batch size {c.shape[0]} differs from the latents' {batch_size}")
+        if not bool(torch.isfinite(c).all()):
+            raise ValueError(
+                "c: camera labels hold NaN or infinite values (mimic3d.camera.validate_label names them)"
+            )
+        return c
 
     def extra_repr(self) -> str:
         cfg = self.config

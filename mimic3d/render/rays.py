@@ -1,4 +1,5 @@
-"""Camera rays for full images and patches.
+"""Camera rays for full images and patches, in EG3D's convention (NVlabs/eg3d,
+``eg3d/training/volumetric_rendering/ray_sampler.py``) and EpiGRAF's pixel grid.
 
 Pixel (i, j) of an R x R image has its centre at u = (j + 0.5) / R, v = (i + 0.5) / R in normalised
 image coordinates (row 0 at the top, u right, v down): the "centres" pixel grid of EG3D. EpiGRAF's

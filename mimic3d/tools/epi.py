@@ -25,7 +25,7 @@ from mimic3d.camera import split_label
 from mimic3d.models.generator import TriplaneGenerator, Triplanes
 from mimic3d.render import Field, TriplaneRenderer, image_uv, rays_from_uv
 from mimic3d.tools.imaging import tile_grid, to_uint8
-from mimic3d.tools.rendering import render_branch
+from mimic3d.tools.rendering import check_render_resolution, render_branch
 
 RowRenderer = Callable[[Tensor], Tensor]  # camera label [1, 25] -> RGB row [W, 3] in [-1, 1]
 
@@ -68,7 +68,7 @@ def model_row_renderer(
     """Row renderer of one branch of ``G`` for ws [1, num_ws, w_dim] (3D branch at ``resolution``,
     default the image resolution)."""
     if branch == "3d":
-        size = resolution or G.img_resolution
+        size = G.img_resolution if resolution is None else resolution
         index = row_index(row, size)
         uv = image_uv(size, planes.coarse.device, G.config.rendering.pixel_grid).view(size, size, 2)[index]
 
@@ -140,6 +140,7 @@ def seed_epis(
 ) -> dict[str, Tensor]:
     """{branch: EPI [F, W, 3]} of ws [1, num_ws, w_dim] over cameras labels [F, 25] (e.g. a yaw sweep);
     the tri-planes are computed once."""
+    check_render_resolution(resolution)
     with torch.no_grad():
         planes = G.planes(ws, noise_mode="const", residual=None if "3d" in branches else False)
     return {

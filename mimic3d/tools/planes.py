@@ -15,6 +15,9 @@ import torch
 from mimic3d.models.generator import Triplanes
 from mimic3d.render.triplane import plane_axis_names
 from mimic3d.tools.imaging import colorize, resize_images, tile_grid
+from mimic3d.tools.parsing import check_positive_int
+
+MAX_TILE_SIZE = 4096  # a picture of 2 x 3 such tiles is 300 MB of uint8: beyond that, a typo
 
 
 def plane_names(convention: str) -> list[str]:
@@ -34,7 +37,9 @@ def plane_norm_picture(planes: Triplanes, size: int | None = None, gap: int = 4)
     """uint8 picture of the first sample's tri-plane feature norms (see the module docstring); every
     tile is resized to ``size`` (default: the largest plane resolution)."""
     stacks = [planes.coarse] + ([planes.residual] if planes.residual is not None else [])
-    size = size or max(stack.shape[-1] for stack in stacks)
+    if size is None:
+        size = max(stack.shape[-1] for stack in stacks)
+    check_positive_int(size, "size", 1, MAX_TILE_SIZE)
     rows = []
     for stack in stacks:
         norms = resize_images(feature_norms(stack[:1])[0][:, None], size)[:, 0].cpu().numpy()

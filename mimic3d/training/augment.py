@@ -162,7 +162,11 @@ class AugmentPipe(nn.Module):
     def augment_pair(
         self, image: Tensor, image_raw: Tensor, generator: torch.Generator | None = None
     ) -> tuple[Tensor, Tensor]:
-        """Same transform for EG3D's two D inputs: image [N, 3, H, W], image_raw [N, 3, h, w]."""
+        """Same transform for EG3D's two D inputs: image [N, 3, H, W], image_raw [N, 3, h, w].
+
+        As in EG3D's loss, image_raw is resized to H x W and back even when nothing is applied, so
+        at p = 0 image comes back unchanged and image_raw as that (slightly blurring) round trip.
+        """
         if image.ndim != 4 or image_raw.ndim != 4 or image.shape[0] != image_raw.shape[0]:
             raise ValueError(
                 f"augment_pair expects image [N, C, H, W] and image_raw [N, C, h, w] with equal N, "

@@ -5,6 +5,8 @@ and ``from_dict`` names every unknown or ill-typed field by its dotted path
 (``loss.r1_gamma: expected a number``). Presets live in ``mimic3d/training/presets/*.yaml``
 (see ``mimic3d.training.presets``). Durations given "at batch 32" are scaled by batch / 32 exactly
 as EG3D does when ``schedule.scale_with_batch`` is true (blur fade and EMA half-life).
+Path fields (``PATH_FIELDS``) are stored expanded (``~``, ``$VARS``) and absolute, so a saved config
+names the same files when a run is resumed from another folder.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from mimic3d.models.patch_discriminator import (
     HyperModulatedPatchDiscriminatorConfig,
     PatchDiscriminatorConfig,
 )
+from mimic3d.paths import absolute_path
 from mimic3d.training.augment import AugmentConfig
 from mimic3d.training.patches import PATCH_DISTRIBUTIONS, SCALED_DISTRIBUTIONS
 
@@ -30,6 +33,7 @@ LPIPS_MODES = ("pretrained", "untrained")
 R1_TARGETS = ("discriminator_input", "input")
 DEVICES = ("auto", "cpu", "cuda")
 GEN_CAMERAS = ("dataset", *CAMERA_PRESETS)
+PATH_FIELDS = ("data.path", "run.init_from", "loss.lpips_weights_dir")
 
 
 @dataclass
@@ -203,6 +207,11 @@ class TrainConfig:
     description: str = ""
 
     def __post_init__(self) -> None:
+        for key in PATH_FIELDS:
+            section, name = key.split(".")
+            value = getattr(getattr(self, section), name)
+            if isinstance(value, str):
+                setattr(getattr(self, section), name, absolute_path(value))
         self.validate()
 
     @property
@@ -254,6 +263,7 @@ class TrainConfig:
                 raise ValueError(
                     f"run.batch_gpu: {run.batch_gpu} does not divide run.batch_size {run.batch_size}"
                 )
+        self.check_chunk(run.batch_gpu or run.batch_size)
         for name in ("total_kimg", "tick_kimg", "snapshot_kimg"):
             _check_positive(f"run.{name}", getattr(run, name))
         if run.keep_snapshots is not None:
@@ -287,6 +297,22 @@ class TrainConfig:
             raise ValueError(f"data.workers: expected >= 0, got {self.data.workers}")
         if self.data.max_size is not None:
             _check_positive("data.max_size", self.data.max_size)
+
+    def check_chunk(self, chunk: int) -> None:
+        """ValueError unless a discriminator batch of ``chunk`` images (``run.batch_gpu``, or the
+        per-process batch) splits into its minibatch-std groups, as EG3D's layer requires."""
+        discriminators = [("discriminator", self.discriminator)]
+        if self.patch_discriminator is not None and self.loss.patch_gan > 0:
+            discriminators.append(("patch_discriminator", self.patch_discriminator))
+        for section, config in discriminators:
+            group = config.mbstd_group_size
+            if group is not None and chunk % min(group, chunk):
+                key = "run.batch_gpu" if self.run.batch_gpu is not None else "run.batch_size"
+                raise ValueError(
+                    f"{key}: chunks of {chunk} images do not split into the minibatch-std groups of "
+                    f"{section}.mbstd_group_size={group}; use a batch (per process) that is a multiple "
+                    f"of {group} or smaller than it, or change {section}.mbstd_group_size"
+                )
 
     def _validate_loss(self, loss: LossConfig) -> None:
         for name in (
