@@ -179,6 +179,7 @@ def test_mimic3d_windows_stay_the_default(dataset, tmp_path):
         (["hyper_discriminator.img_resolution=64"], "hyper_discriminator.img_resolution: 64 differs"),
         (["data.gen_cameras=moon"], "data.gen_cameras"),
         (["patches.beta_end=0"], "patches.beta_end"),
+        (["run.batch_size=6"], "run.batch_size: chunks of 6 .* hyper_discriminator.mbstd_group_size=4"),
     ],
 )
 def test_bad_patch_wise_configs_name_the_field(overrides, message):

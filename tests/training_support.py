@@ -71,14 +71,20 @@ def write_random_dataset(path: Path, count: int = 12, resolution: int = 32, seed
     return path
 
 
+def epigraf_tiny_overrides(preset: str = "tiny-epigraf-heads") -> list[str]:
+    """The smoke sizes and run settings of ``TINY`` for an EpiGRAF preset (no dual discriminator)."""
+    return [*smoke_overrides(TrainConfig.from_dict(preset_dict(preset))), *RUN_OVERRIDES]
+
+
 def tiny_config(family: str, data_path: Path, *overrides: str) -> TrainConfig:
     """A tiny config of ``family`` (eg3d, stage1, stage2, e2e from the Mimic3D demo preset; epigraf,
     epigraf-cars from the tiny EpiGRAF presets)."""
     if family in EPIGRAF_PRESETS:
-        preset = preset_dict(EPIGRAF_PRESETS[family])
-        smoke = smoke_overrides(TrainConfig.from_dict(preset))
-        data = apply_overrides(preset, [*smoke, *RUN_OVERRIDES, f"data.path={data_path}", *overrides])
-        return TrainConfig.from_dict(data)
+        preset = EPIGRAF_PRESETS[family]
+        tiny = epigraf_tiny_overrides(preset)
+        return TrainConfig.from_dict(
+            apply_overrides(preset_dict(preset), [*tiny, f"data.path={data_path}", *overrides])
+        )
     data = apply_overrides(
         preset_dict("tiny-mimic3d-heads"),
         [*TINY, *FAMILY_OVERRIDES[family], f"data.path={data_path}", *overrides],

@@ -301,10 +301,17 @@ class TrainConfig:
     def check_chunk(self, chunk: int) -> None:
         """ValueError unless a discriminator batch of ``chunk`` images (``run.batch_gpu``, or the
         per-process batch) splits into its minibatch-std groups, as EG3D's layer requires."""
-        discriminators = [("discriminator", self.discriminator)]
-        if self.patch_discriminator is not None and self.loss.patch_gan > 0:
-            discriminators.append(("patch_discriminator", self.patch_discriminator))
+        if self.patch_wise:
+            discriminators = [("hyper_discriminator", self.hyper_discriminator)]
+        else:
+            discriminators = [("discriminator", self.discriminator)]
+        patch_d = self.patch_d_config
+        if patch_d is not None:
+            section = "hyper_discriminator" if patch_d is self.hyper_discriminator else "patch_discriminator"
+            discriminators.append((section, patch_d))
         for section, config in discriminators:
+            if config is None:  # refused with a clearer message by _validate_patch_wise
+                continue
             group = config.mbstd_group_size
             if group is not None and chunk % min(group, chunk):
                 key = "run.batch_gpu" if self.run.batch_gpu is not None else "run.batch_size"
