@@ -28,7 +28,7 @@ import PIL.Image
 import pytest
 import tomllib
 import torch
-from training_support import TINY
+from training_support import TINY, epigraf_tiny_overrides
 
 import mimic3d
 from mimic3d.camera import PRESETS, sample_labels, to_angles, to_opengl
@@ -55,8 +55,10 @@ TINY_PRESET = [
         "tiny-mimic3d-heads run.init_required=true",
     ),
     (r"\bmimic3d-e2e\b", "tiny-mimic3d-heads"),
+    (r"\bepigraf-\w+", "tiny-epigraf-heads"),
 ]
 TINY_OVERRIDES = " ".join(TINY)
+TINY_EPIGRAF_OVERRIDES = " ".join(epigraf_tiny_overrides())  # no dual discriminator to cut down
 
 
 def _tiny_training(match: re.Match) -> str:
@@ -66,8 +68,10 @@ def _tiny_training(match: re.Match) -> str:
         return match.group(0) + " --max-steps 2 --no-progress" * ("--resume" in rest)
     for pattern, tiny in TINY_PRESET:
         if re.fullmatch(pattern, preset):
-            return f"{head} {tiny} --name {preset}{rest} {TINY_OVERRIDES} --max-steps 1 --no-progress"
-    return f"{head} {preset}{rest} {TINY_OVERRIDES} --max-steps 1 --no-progress"
+            cut = TINY_EPIGRAF_OVERRIDES if "epigraf" in tiny else TINY_OVERRIDES
+            return f"{head} {tiny} --name {preset}{rest} {cut} --max-steps 1 --no-progress"
+    cut = TINY_EPIGRAF_OVERRIDES if "epigraf" in preset else TINY_OVERRIDES
+    return f"{head} {preset}{rest} {cut} --max-steps 1 --no-progress"
 
 
 @dataclass(frozen=True)
@@ -170,12 +174,20 @@ NOT_RUNNABLE = [
         "downloads wheels (--prepare) or needs a GPU machine; "
         "MIMIC3D_CUDA_SUITE_DEVICE=cpu dry-runs tests/cuda",
     ),
+    Rule(
+        r"patches\.distribution=beta patch_discriminator=null",
+        None,
+        "a stage-2 run needs its stage-1 run; tests/test_training_epigraf.py trains the same options "
+        "on the tiny Mimic3D (test_mimic3d_3d_branch_with_beta_patches_and_the_scale_aware_d)",
+        document="training.md",
+    ),
 ]
 
 # Names the docs use for inputs -> what stands in for them (made in a block's folder when the block
 # names them and does not write them itself; HOME is the folder's home/).
 STAND_INS = {
     "ffhq512.zip": "dataset",
+    "ffhq512-epigraf.zip": "dataset",
     "heads.zip": "dataset",
     "data.zip": "dataset",
     "~/datasets/FFHQ_512.zip": "dataset",

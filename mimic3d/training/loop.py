@@ -1,7 +1,8 @@
-"""The training loop of EG3D and Mimic3D (stage 1, stage 2, end to end).
+"""The training loop of EG3D, Mimic3D (stage 1, stage 2, end to end) and EpiGRAF.
 
 One step: fetch a global batch of reals, run every due phase (``Gmain``, ``Greg``, ``Dmain``,
-``Dreg``, ``Dpatch_main``, ``Dpatch_reg``; see ``loss``) over this process's chunks, average the
+``Dreg``, ``Dpatch_main``, ``Dpatch_reg``; see ``loss``, and ``patch_loss`` for EpiGRAF's
+patch-wise ``Gmain``, ``Dmain``, ``Dreg``) over this process's chunks, average the
 gradients over all chunks of all processes and step; then update G_ema and ADA. Every tick logs
 statistics; every ``snapshot_kimg`` (and at the end, and on SIGINT/SIGTERM after the current
 step) a snapshot, sample grids and a clip are written. A non-finite loss stops the run with
@@ -21,12 +22,12 @@ from typing import Any
 import torch
 
 from mimic3d.checkpoints.atomic import write_text_atomic
-from mimic3d.data import DatasetCameraSampler, ImageDataset
+from mimic3d.data import ImageDataset
 from mimic3d.losses import build_lpips
 from mimic3d.runtime import apply_backend_policy, compile_modules, expected_sync
 from mimic3d.training.augment import AdaptiveProbability, AugmentPipe
 from mimic3d.training.config import TrainConfig
-from mimic3d.training.data import RealImageStream
+from mimic3d.training.data import RealImageStream, fake_camera_sampler
 from mimic3d.training.distributed import (
     ProcessInfo,
     all_reduce_,
@@ -40,6 +41,7 @@ from mimic3d.training.loss import Chunk, TriplaneGANLoss
 from mimic3d.training.monitor import RunMonitor, StatsCollector
 from mimic3d.training.networks import InitReport, build_networks, compiled_parts, init_from_checkpoint
 from mimic3d.training.optimization import build_phases, optimizer_step, update_ema
+from mimic3d.training.patch_loss import PatchGANLoss
 from mimic3d.training.presets import config_to_yaml
 from mimic3d.training.randomness import capture_rng_state, restore_rng_state, seed_chunk
 from mimic3d.training.schedule import Progress, progress_at
@@ -122,7 +124,7 @@ class Trainer:
             config.data.max_size,
             run.seed,
         )
-        self.labels = DatasetCameraSampler(self.dataset.labels)
+        self.labels = fake_camera_sampler(config.data.gen_cameras, self.dataset)
         self.nets = build_networks(config, self.dataset.label_std, run.seed, device)
         self.compile_status = compile_modules(compiled_parts(self.nets), device) if run.compile else None
         self.augment_pipe, self.ada = self._build_augment()
@@ -131,9 +133,12 @@ class Trainer:
         if config.loss.imitation_weight > 0:
             self.lpips = build_lpips(config.loss.lpips, config.loss.lpips_weights_dir).to(device)
         self.phases = build_phases(config, self.nets.G, self.nets.D, self.nets.D_patch)
-        self.loss = TriplaneGANLoss(
-            config, self.nets.G, self.nets.D, self.nets.D_patch, self.augment_pipe, self.ada, self.lpips
-        )
+        if config.patch_wise:
+            self.loss = PatchGANLoss(config, self.nets.G, self.nets.D, self.augment_pipe, self.ada)
+        else:
+            self.loss = TriplaneGANLoss(
+                config, self.nets.G, self.nets.D, self.nets.D_patch, self.augment_pipe, self.ada, self.lpips
+            )
         self.step, self.cur_nimg = 0, 0
         self.init_report: InitReport | None = None
         rng_state = None
@@ -159,7 +164,10 @@ class Trainer:
         self.grid_z, self.grid_c = fixed_grid_inputs(
             self.dataset.labels, run.grid_size, config.generator.z_dim, run.seed
         )
-        self.branches = ("2d", "3d") if config.loss.trains_3d_branch else ("2d",)
+        # EpiGRAF renders its images directly at full resolution, as Mimic3D's 3D branch does.
+        self.branches = (
+            ("3d",) if config.patch_wise else ("2d", "3d") if config.loss.trains_3d_branch else ("2d",)
+        )
         self._stop_reason: str | None = None
         self._resumed_from = resume
         self._start_time = time.time()
@@ -202,6 +210,8 @@ class Trainer:
     def train_step(self) -> dict[str, float]:
         """One optimisation step over the global batch; returns the phases' mean objectives."""
         progress = progress_at(self.config, self.cur_nimg)
+        if self.config.schedule.density_noise_init > 0:
+            self.nets.G.density_noise_std = progress.density_noise_std
         real_img, real_c = self.stream.next_batch()
         real_img, real_c = real_img.split(self.batch_gpu), real_c.split(self.batch_gpu)
         objectives: dict[str, torch.Tensor] = {}
@@ -285,7 +295,7 @@ class Trainer:
         progress = progress_at(self.config, self.cur_nimg)
         nrr = progress.neural_rendering_resolution
         for G in (self.nets.G, self.nets.G_ema):
-            if nrr & (nrr - 1) == 0:
+            if nrr & (nrr - 1) == 0 and not self.config.patch_wise:  # EpiGRAF renders at full size
                 G.config.neural_rendering_resolution = nrr
         name = snapshot_name(self.cur_nimg)
         folder = self.run_dir / "snapshots" / name
@@ -440,9 +450,13 @@ class Trainer:
             "Progress/swap_prob": -1.0 if progress.swap_prob is None else progress.swap_prob,
             "Progress/neural_rendering_resolution": progress.neural_rendering_resolution,
             "Progress/augment": 0.0 if self.augment_pipe is None else float(self.augment_pipe.p),
+            "Progress/density_noise_std": progress.density_noise_std,
             "Timing/sec_per_kimg": sec_per_kimg,
             "Timing/total_sec": now - self._start_time,
         }
+        if progress.patch_scales is not None:
+            scalars["Progress/patch_min_scale"] = progress.patch_scales.floor
+            scalars["Progress/patch_beta"] = progress.patch_scales.beta
         if self.process.device.type == "cuda":
             scalars["Resources/peak_gpu_mem_gb"] = (
                 torch.cuda.max_memory_allocated(self.process.device) / 2**30

@@ -21,7 +21,11 @@ from mimic3d.checkpoints.load import load_networks
 from mimic3d.checkpoints.resolve import resolve_checkpoint
 from mimic3d.models.discriminator import DualDiscriminator
 from mimic3d.models.generator import TriplaneGenerator
-from mimic3d.models.patch_discriminator import PatchDiscriminator
+from mimic3d.models.patch_discriminator import (
+    HyperModulatedPatchDiscriminator,
+    HyperModulatedPatchDiscriminatorConfig,
+    PatchDiscriminator,
+)
 from mimic3d.training.config import TrainConfig
 
 _MAX_LISTED = 6
@@ -29,12 +33,16 @@ _MAX_LISTED = 6
 
 @dataclass
 class Networks:
-    """G (trained), G_ema (its moving average, used for everything shown), D, and D^3D if any."""
+    """G (trained), G_ema (its moving average, used for everything shown), D, and D^3D if any.
+
+    D is EG3D's dual discriminator, or EpiGRAF's hyper-modulated patch discriminator when the run
+    trains patch-wise; D^3D (Mimic3D) is a plain or a hyper-modulated patch discriminator.
+    """
 
     G: TriplaneGenerator
     G_ema: TriplaneGenerator
-    D: DualDiscriminator
-    D_patch: PatchDiscriminator | None
+    D: DualDiscriminator | HyperModulatedPatchDiscriminator
+    D_patch: PatchDiscriminator | HyperModulatedPatchDiscriminator | None
 
     def named(self) -> dict[str, nn.Module]:
         """Modules by checkpoint name (``G_ema`` first: the one ``mimic3d.load`` returns)."""
@@ -49,10 +57,16 @@ def build_networks(config: TrainConfig, label_std: torch.Tensor, seed: int, devi
     torch.manual_seed(seed)
     G = TriplaneGenerator(copy.deepcopy(config.generator))
     G.dataset_label_std.copy_(label_std)
-    D = DualDiscriminator(copy.deepcopy(config.discriminator))
+    if config.patch_wise:
+        D = HyperModulatedPatchDiscriminator(copy.deepcopy(config.hyper_discriminator))
+    else:
+        D = DualDiscriminator(copy.deepcopy(config.discriminator))
     D_patch = None
-    if config.patch_discriminator is not None and config.loss.patch_gan > 0:
-        D_patch = PatchDiscriminator(copy.deepcopy(config.patch_discriminator))
+    patch_d = config.patch_d_config
+    if isinstance(patch_d, HyperModulatedPatchDiscriminatorConfig):
+        D_patch = HyperModulatedPatchDiscriminator(copy.deepcopy(patch_d))
+    elif patch_d is not None:
+        D_patch = PatchDiscriminator(copy.deepcopy(patch_d))
     G_ema = copy.deepcopy(G).eval()
     for module in (G, D, D_patch):
         if module is not None:

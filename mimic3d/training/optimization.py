@@ -62,7 +62,8 @@ def make_adam(module: nn.Module, lr: float, betas: tuple[float, float], eps: flo
 
 
 def build_phases(config: TrainConfig, G: nn.Module, D: nn.Module, D_patch: nn.Module | None) -> list[Phase]:
-    """EG3D's phase list: Gmain, Greg, Dmain, Dreg, then Mimic3D's Dpatch_main, Dpatch_reg.
+    """EG3D's phase list: Gmain, Greg, Dmain, Dreg, then Mimic3D's Dpatch_main, Dpatch_reg (EpiGRAF:
+    Gmain, Dmain, Dreg, with D its patch discriminator).
 
     A regulariser with weight 0 has no phase. Lazy scaling follows the official training scripts:
     G's only while the density regulariser is on (train.py sets G_reg_interval only then); D's and
@@ -80,9 +81,9 @@ def build_phases(config: TrainConfig, G: nn.Module, D: nn.Module, D_patch: nn.Mo
         density_on,
         loss.density_reg_interval if density_on else None,
     )
-    phases += _network_phases(
-        "D", D, optim.d_lr, config, "Dmain", "Dreg", loss.r1_gamma > 0, loss.r1_interval
-    )
+    # EpiGRAF's train.py sets D_reg_interval only when gamma > 0 (EG3D's always).
+    d_lazy = loss.r1_interval if loss.r1_gamma > 0 or not config.patch_wise else None
+    phases += _network_phases("D", D, optim.d_lr, config, "Dmain", "Dreg", loss.r1_gamma > 0, d_lazy)
     if D_patch is not None and loss.patch_gan > 0:
         phases += _network_phases(
             "D_patch",
