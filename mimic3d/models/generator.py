@@ -180,31 +180,8 @@ class TriplaneGenerator(nn.Module):
         (EpiGRAF) ignore it. Class-conditional models (``class_dim`` > 0) need one-hot ``labels``
         [N, class_dim], which follow the camera in the conditioning input.
         """
-        n = z.shape[0] if isinstance(z, Tensor) else None
-        self._check_camera(c, n)
-        parts = []
-        if self.config.pose_conditioning:
-            if self.config.c_gen_conditioning_zero:
-                c = torch.zeros_like(c)
-            parts.append(c * self.config.c_scale)
-        if self.config.class_dim:
-            if not isinstance(labels, Tensor) or labels.ndim != 2 or labels.shape[1] != self.config.class_dim:
-                shape = list(labels.shape) if isinstance(labels, Tensor) else type(labels).__name__
-                raise ValueError(
-                    f"labels: this model is class-conditional; expected one-hot labels "
-                    f"[N, {self.config.class_dim}], got {shape}"
-                )
-            if labels.shape[0] != c.shape[0]:
-                raise ValueError(f"labels: batch size {labels.shape[0]} differs from the cameras' {n}")
-            parts.append(labels.to(c.dtype))
-        elif labels is not None:
-            raise ValueError("labels: this model is not class-conditional (class_dim is 0)")
-        return self.backbone.mapping(
-            z,
-            torch.cat(parts, 1) if parts else None,
-            truncation_psi=truncation_psi,
-            truncation_cutoff=truncation_cutoff,
-            update_emas=update_emas,
+        return map_latents(
+            self.backbone.mapping, self.config, z, c, truncation_psi, truncation_cutoff, update_emas, labels
         )
 
     def planes(
@@ -478,11 +455,7 @@ class TriplaneGenerator(nn.Module):
         return TriplaneRenderer(replace(self.renderer.config, perturb=bool(perturb)))
 
     def _check_camera(self, c: Any, batch_size: int | None) -> None:
-        if not isinstance(c, Tensor) or c.ndim != 2 or c.shape[1] != self.c_dim:
-            shape = list(c.shape) if isinstance(c, Tensor) else type(c).__name__
-            raise ValueError(f"c: expected a camera label tensor [N, {self.c_dim}], got {shape}")
-        if batch_size is not None and c.shape[0] != batch_size:
-            raise ValueError(f"c: batch size {c.shape[0]} differs from the latents' {batch_size}")
+        check_camera(c, self.c_dim, batch_size)
 
     def extra_repr(self) -> str:
         cfg = self.config
@@ -491,6 +464,55 @@ class TriplaneGenerator(nn.Module):
             f"{kind}, img_resolution={cfg.img_resolution}, triplane={cfg.triplane_resolution}, "
             f"sr3d={cfg.sr3d}, superresolution={cfg.superresolution}"
         )
+
+
+def check_camera(c: Any, c_dim: int, batch_size: int | None) -> None:
+    """ValueError unless c is a camera label tensor [N, c_dim] (N = ``batch_size`` when given)."""
+    if not isinstance(c, Tensor) or c.ndim != 2 or c.shape[1] != c_dim:
+        shape = list(c.shape) if isinstance(c, Tensor) else type(c).__name__
+        raise ValueError(f"c: expected a camera label tensor [N, {c_dim}], got {shape}")
+    if batch_size is not None and c.shape[0] != batch_size:
+        raise ValueError(f"c: batch size {c.shape[0]} differs from the latents' {batch_size}")
+
+
+def map_latents(
+    mapping: nn.Module,
+    config: GeneratorConfig,
+    z: Tensor,
+    c: Tensor,
+    truncation_psi: float = 1.0,
+    truncation_cutoff: int | None = None,
+    update_emas: bool = False,
+    labels: Tensor | None = None,
+) -> Tensor:
+    """``TriplaneGenerator.mapping`` of a generator configured by ``config`` whose mapping network is
+    ``mapping`` (also the distilled students', which keep their teacher's)."""
+    n = z.shape[0] if isinstance(z, Tensor) else None
+    check_camera(c, config.c_dim, n)
+    parts = []
+    if config.pose_conditioning:
+        if config.c_gen_conditioning_zero:
+            c = torch.zeros_like(c)
+        parts.append(c * config.c_scale)
+    if config.class_dim:
+        if not isinstance(labels, Tensor) or labels.ndim != 2 or labels.shape[1] != config.class_dim:
+            shape = list(labels.shape) if isinstance(labels, Tensor) else type(labels).__name__
+            raise ValueError(
+                f"labels: this model is class-conditional; expected one-hot labels "
+                f"[N, {config.class_dim}], got {shape}"
+            )
+        if labels.shape[0] != c.shape[0]:
+            raise ValueError(f"labels: batch size {labels.shape[0]} differs from the cameras' {n}")
+        parts.append(labels.to(c.dtype))
+    elif labels is not None:
+        raise ValueError("labels: this model is not class-conditional (class_dim is 0)")
+    return mapping(
+        z,
+        torch.cat(parts, 1) if parts else None,
+        truncation_psi=truncation_psi,
+        truncation_cutoff=truncation_cutoff,
+        update_emas=update_emas,
+    )
 
 
 def _accept_mimic3d_const(state_dict: dict[str, Any], prefix: str, *args: Any) -> None:
