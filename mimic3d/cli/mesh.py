@@ -10,6 +10,7 @@ from mimic3d.export import FORMATS, MESH_FORMATS, check_format, save_mesh, save_
 from mimic3d.tools.latents import seed_ws
 from mimic3d.tools.mesh import EG3D_BORDER_FRACTION, EG3D_LEVEL, MESH_RESOLUTIONS, seed_mesh, seed_volume
 from mimic3d.tools.parsing import parse_seeds
+from mimic3d.tools.rendering import require_3d
 from mimic3d.tools.viewpoints import camera_preset_for
 
 
@@ -54,7 +55,7 @@ def run(args: argparse.Namespace) -> int:
     formats = [check_format(name.strip()) for name in args.format.split(",")]
     if args.resolution not in MESH_RESOLUTIONS:
         raise ValueError(f"resolution: expected one of {MESH_RESOLUTIONS}, got {args.resolution}")
-    G = open_model(args)
+    G = require_3d(open_model(args), args.network)
     preset = camera_preset_for(G, args.camera)
     box = G.config.rendering.box_warp
     for seed in seeds:

@@ -9,8 +9,7 @@ from __future__ import annotations
 import argparse
 
 from mimic3d.camera import PRESETS
-from mimic3d.models.generator import TriplaneGenerator
-from mimic3d.tools.rendering import load_generator, resolve_device
+from mimic3d.tools.rendering import Generator, load_generator, resolve_device
 
 
 def add_model_arguments(parser: argparse.ArgumentParser, seeds: str = "0-3", trunc: bool = True) -> None:
@@ -36,7 +35,7 @@ def add_model_arguments(parser: argparse.ArgumentParser, seeds: str = "0-3", tru
     parser.add_argument("--outdir", default="out", help="output folder (default: out)")
 
 
-def open_model(args: argparse.Namespace) -> TriplaneGenerator:
+def open_model(args: argparse.Namespace) -> Generator:
     """The generator of ``args.network`` on ``args.device``."""
     return load_generator(args.network, resolve_device(args.device))
 

@@ -12,6 +12,7 @@ from mimic3d.tools.imaging import save_png
 from mimic3d.tools.latents import seed_ws
 from mimic3d.tools.parsing import parse_seeds
 from mimic3d.tools.planes import plane_names, plane_norm_picture
+from mimic3d.tools.rendering import require_3d
 from mimic3d.tools.viewpoints import camera_preset_for
 
 
@@ -31,7 +32,7 @@ def run(args: argparse.Namespace) -> int:
     seeds = parse_seeds(args.seeds)
     if args.size is not None and args.size < 1:
         raise ValueError(f"size: expected a positive number of pixels, got {args.size}")
-    G = open_model(args)
+    G = require_3d(open_model(args), args.network)
     preset = camera_preset_for(G, args.camera)
     names = ", ".join(plane_names(G.config.rendering.convention))
     for seed in seeds:

@@ -46,7 +46,11 @@ NO_3D = "a student has no 3D representation; use its teacher"
 STUDENT_BRANCHES = ("2d",)
 TEACHER_BRANCHES = ("2d", "3d")
 # EG3D's super-resolution for each final image size; other sizes get hybrid2x with these widths.
-EG3D_SUPERRESOLUTION = {512: ("hybrid8xdc", (256, 128)), 256: ("hybrid4x", (128, 64)), 128: ("hybrid2x", (128, 64))}
+EG3D_SUPERRESOLUTION = {
+    512: ("hybrid8xdc", (256, 128)),
+    256: ("hybrid4x", (128, 64)),
+    128: ("hybrid2x", (128, 64)),
+}
 DEFAULT_SUPERRESOLUTION = ("hybrid2x", (128, 64))
 DEFAULT_RESOLUTION = 64  # EG3D's neural rendering resolution, for teachers that render at full size
 
@@ -98,7 +102,9 @@ class StudentConfig:
         if not isinstance(self.teacher, GeneratorConfig):
             raise ValueError(f"teacher: expected a GeneratorConfig, got {type(self.teacher).__name__}")
         if self.teacher_branch not in TEACHER_BRANCHES:
-            raise ValueError(f"teacher_branch: expected one of {TEACHER_BRANCHES}, got {self.teacher_branch!r}")
+            raise ValueError(
+                f"teacher_branch: expected one of {TEACHER_BRANCHES}, got {self.teacher_branch!r}"
+            )
         if self.teacher_branch == "2d" and self.teacher.superresolution == "none":
             raise ValueError(
                 "teacher_branch: a teacher without super-resolution renders its image directly; use '3d'"
@@ -106,20 +112,25 @@ class StudentConfig:
         value = self.neural_rendering_resolution
         if value < 4 or value & (value - 1) or value > self.teacher.img_resolution:
             raise ValueError(
-                f"neural_rendering_resolution: expected a power of two in [4, {self.teacher.img_resolution}], "
-                f"got {value}"
+                "neural_rendering_resolution: expected a power of two in "
+                f"[4, {self.teacher.img_resolution}], got {value}"
             )
         for name in ("channel_base", "channel_max", "mapping_layers"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name}: expected a positive integer, got {getattr(self, name)}")
         if self.superresolution not in SUPERRESOLUTION_INPUT_DIVISOR:
             raise ValueError(
-                f"superresolution: expected one of {list(SUPERRESOLUTION_INPUT_DIVISOR)}, got {self.superresolution!r}"
+                f"superresolution: expected one of {list(SUPERRESOLUTION_INPUT_DIVISOR)}, "
+                f"got {self.superresolution!r}"
             )
         if self.teacher.img_resolution % SUPERRESOLUTION_INPUT_DIVISOR[self.superresolution]:
-            raise ValueError(f"superresolution: {self.superresolution} does not fit {self.teacher.img_resolution}")
+            raise ValueError(
+                f"superresolution: {self.superresolution} does not fit {self.teacher.img_resolution}"
+            )
         if self.feature_channels < 3:
-            raise ValueError("teacher.decoder_output_dim: the feature image needs at least the 3 RGB channels")
+            raise ValueError(
+                "teacher.decoder_output_dim: the feature image needs at least the 3 RGB channels"
+            )
         if len(self.sr_channels) != 2 or any(int(ch) < 1 for ch in self.sr_channels):
             raise ValueError(f"sr_channels: expected two positive widths, got {self.sr_channels!r}")
         if self.sr_noise_mode not in NOISE_MODES:
@@ -266,7 +277,7 @@ class StudentGenerator(nn.Module):
 
     @torch.no_grad()
     def set_input_statistics(self, ws: Tensor) -> None:
-        """Standardise the pose mapping's input with the mean and RMS spread of teacher ws [N, num_ws, w_dim]."""
+        """Standardise the pose mapping's input by the mean and RMS spread of ws [N, num_ws, w_dim]."""
         w = ws[:, 0].float()
         self.w_mean.copy_(w.mean(dim=0))
         self.w_std.copy_((w - self.w_mean).square().mean().sqrt().clamp_min(1e-8))
@@ -275,7 +286,9 @@ class StudentGenerator(nn.Module):
         """Teacher ws [N, num_ws, w_dim] and rendering camera c [N, 25] -> the synthesis ws
         [N, student num_ws, w_dim]: the pose mapping of each standardised teacher w at its layer."""
         if ws.ndim != 3 or tuple(ws.shape[1:]) != (self.num_ws, self.w_dim):
-            raise ValueError(f"ws: expected teacher ws [N, {self.num_ws}, {self.w_dim}], got {list(ws.shape)}")
+            raise ValueError(
+                f"ws: expected teacher ws [N, {self.num_ws}, {self.w_dim}], got {list(ws.shape)}"
+            )
         check_camera(c, self.c_dim, ws.shape[0])
         n, layers = ws.shape[0], self.layer_index.shape[0]
         w = (ws.index_select(1, self.layer_index).float() - self.w_mean) / self.w_std
@@ -321,7 +334,10 @@ class StudentGenerator(nn.Module):
         channels = self.config.feature_channels
         features = out[:, :channels]
         rendering = self.config.rendering
-        mid, half = (rendering.ray_end + rendering.ray_start) / 2, (rendering.ray_end - rendering.ray_start) / 2
+        mid, half = (
+            (rendering.ray_end + rendering.ray_start) / 2,
+            (rendering.ray_end - rendering.ray_start) / 2,
+        )
         depth = out[:, channels:] * half + mid
         rgb = features[:, :3]
         image = self.superresolution(rgb, features, ws, fused_modconv=fused)
@@ -343,7 +359,9 @@ class StudentGenerator(nn.Module):
         labels: Tensor | None = None,
     ) -> dict[str, Tensor]:
         """z [N, z_dim], camera c [N, 25] (conditioning and rendering camera) -> images, as the teacher."""
-        ws = self.mapping(z, c, truncation_psi=truncation_psi, truncation_cutoff=truncation_cutoff, labels=labels)
+        ws = self.mapping(
+            z, c, truncation_psi=truncation_psi, truncation_cutoff=truncation_cutoff, labels=labels
+        )
         return self.synthesis(
             ws,
             c,
@@ -412,4 +430,3 @@ def student_from_teacher(
     with torch.no_grad():
         student.set_input_statistics(teacher.mapping(z, c, labels=labels))
     return student
-

@@ -17,11 +17,12 @@ class MappingNetwork(nn.Module):
     """MLP from latent z [N, z_dim] and label c [N, c_dim] to w [N, num_ws, w_dim].
 
     z is normalised by its second moment (unless ``normalize_z`` is False: a distilled student's
-    input is a standardised teacher w, whose norm carries the truncation); c is embedded by an FC layer to ``embed_features`` and
-    normalised the same way; both are concatenated and run through ``num_layers`` lrelu FC layers
-    with learning-rate multiplier ``lr_multiplier``. ``num_ws=None`` returns [N, w_dim] without
-    broadcasting (the discriminator's conditioning mapping). ``w_avg`` tracks the mean w with
-    decay ``w_avg_beta`` when ``update_emas`` is set; truncation pulls ws toward it.
+    input is a standardised teacher w, whose norm carries the truncation); c is embedded by an FC
+    layer to ``embed_features`` and normalised the same way; both are concatenated and run through
+    ``num_layers`` lrelu FC layers with learning-rate multiplier ``lr_multiplier``. ``num_ws=None``
+    returns [N, w_dim] without broadcasting (the discriminator's conditioning mapping). ``w_avg``
+    tracks the mean w with decay ``w_avg_beta`` when ``update_emas`` is set; truncation pulls ws
+    toward it.
     """
 
     def __init__(

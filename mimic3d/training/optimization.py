@@ -18,13 +18,19 @@ GRAD_CLAMP = 1e5
 @dataclass
 class Phase:
     """One optimisation phase: ``name`` (see ``loss.PHASES``) updates ``module`` every ``interval``
-    steps with ``optimizer``, its loss multiplied by ``interval`` (lazy regularisation)."""
+    steps with ``optimizer``, its loss multiplied by ``interval`` (lazy regularisation), once
+    ``start_nimg`` images have been shown (a curriculum's later stage)."""
 
     name: str
     network: str
     module: nn.Module
     optimizer: torch.optim.Optimizer
     interval: int
+    start_nimg: int = 0
+
+    def due(self, step: int, cur_nimg: int) -> bool:
+        """Whether the phase runs at this step."""
+        return step % self.interval == 0 and cur_nimg >= self.start_nimg
 
 
 def _network_phases(
@@ -51,9 +57,21 @@ def _network_phases(
 def build_phases(config: TrainConfig, G: nn.Module, D: nn.Module, D_patch: nn.Module | None) -> list[Phase]:
     """EG3D's phase list: Gmain, Greg, Dmain, Dreg, then Mimic3D's Dpatch_main, Dpatch_reg.
 
-    A regulariser with weight 0 has no phase and no lazy scaling.
+    A regulariser with weight 0 has no phase and no lazy scaling. Distillation: the student's
+    ``Gmain``, then ``Dmain`` / ``Dreg`` from ``distill.adversarial_kimg`` (none without that stage).
     """
     loss, optim = config.loss, config.optim
+    if config.distilling:
+        phases = _network_phases("G", G, optim.g_lr, config, "Gmain", "Greg", False, None)
+        start = config.distill.adversarial_nimg
+        if start is None:
+            return phases
+        d_phases = _network_phases(
+            "D", D, optim.d_lr, config, "Dmain", "Dreg", loss.r1_gamma > 0, loss.r1_interval
+        )
+        for phase in d_phases:
+            phase.start_nimg = start
+        return phases + d_phases
     phases = _network_phases(
         "G", G, optim.g_lr, config, "Gmain", "Greg", loss.density_reg > 0, loss.density_reg_interval
     )

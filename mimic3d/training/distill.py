@@ -1,0 +1,124 @@
+"""NeRF-GAN distillation runs: the teacher, the run config built around it, and the student.
+
+A distillation config's ``generator`` section is its teacher's architecture and its discriminator
+judges the teacher's image size; ``with_teacher`` writes both (and the student's feature resolution
+into ``schedule.nrr_initial``, which the discriminator's low-resolution input follows) from the
+teacher checkpoint, so ``mimic3d distill TEACHER`` needs nothing else. The Trainer then loads the
+teacher (``load_teacher``), refuses one whose architecture differs from that section (a replaced
+file), and builds the student with ``build_student``.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from mimic3d.checkpoints.load import load
+from mimic3d.models.generator import TriplaneGenerator
+from mimic3d.models.student import StudentGenerator, student_config, student_from_teacher
+from mimic3d.training.config import TrainConfig
+from mimic3d.training.distill_config import DistillConfig
+from mimic3d.training.snapshot import LATEST_FILE, latest_snapshot
+
+NO_TEACHER = (
+    "distill.teacher: no teacher given; add distill.teacher=PATH (a checkpoint mimic3d.load reads: "
+    "a run folder, a snapshot, a .safetensors file or an official pickle), or run `mimic3d distill TEACHER`"
+)
+
+
+def teacher_checkpoint(source: str | os.PathLike) -> Path:
+    """The checkpoint a teacher path names (a run folder means its latest snapshot)."""
+    path = Path(source).expanduser()
+    if path.is_dir() and (path / LATEST_FILE).is_file():
+        return latest_snapshot(path)
+    return path
+
+
+def read_teacher(source: str | os.PathLike, device: str | torch.device = "cpu") -> TriplaneGenerator:
+    """The frozen EMA generator of a teacher checkpoint; ValueError naming ``distill.teacher`` otherwise."""
+    path = teacher_checkpoint(source)
+    if not path.exists():
+        raise FileNotFoundError(f"distill.teacher: checkpoint not found: {path}")
+    teacher = load(path, device)
+    if not isinstance(teacher, TriplaneGenerator):
+        raise ValueError(
+            f"distill.teacher: {path} holds a {type(teacher).__name__}; a teacher is a tri-plane generator"
+        )
+    return teacher.eval().requires_grad_(False)
+
+
+def _student_options(distill: DistillConfig) -> dict[str, Any]:
+    s = distill.student
+    return dict(
+        channel_base=s.channel_base,
+        channel_max=s.channel_max,
+        mapping_layers=s.mapping_layers,
+        mapping_lr_multiplier=s.mapping_lr_multiplier,
+        teacher_source=str(distill.teacher or ""),
+    )
+
+
+def with_teacher(data: dict[str, Any], teacher: str | os.PathLike | None = None) -> dict[str, Any]:
+    """A copy of a raw distillation config (nested dicts) fitted to its teacher (see the module
+    docstring); ``teacher`` replaces ``distill.teacher`` when given."""
+    data = copy.deepcopy(data)
+    section = data.setdefault("distill", {})
+    if not isinstance(section, dict):
+        raise ValueError("distill: expected a section (mapping) of distillation settings")
+    if teacher is not None:
+        section["teacher"] = str(teacher)
+    if section.get("teacher") is None:
+        raise ValueError(NO_TEACHER)
+    model = read_teacher(section["teacher"])
+    data["generator"] = model.config.to_dict()
+    if data.get("discriminator", {}) is not None:
+        data.setdefault("discriminator", {})["img_resolution"] = model.config.img_resolution
+    distill = DistillConfig(**{k: v for k, v in section.items() if k != "student"})
+    options = _student_options(distill)
+    options.update({k: v for k, v in (section.get("student") or {}).items() if k in options})
+    student = student_config(model.config, distill.teacher_branch, **options)
+    schedule = data.setdefault("schedule", {})
+    schedule["nrr_initial"], schedule["nrr_final"] = student.neural_rendering_resolution, None
+    return data
+
+
+def load_teacher(config: TrainConfig, device: torch.device) -> TriplaneGenerator:
+    """The run's teacher; refuses a missing one and one that no longer matches ``config.generator``."""
+    if config.distill.teacher is None:
+        raise ValueError(NO_TEACHER)
+    teacher = read_teacher(config.distill.teacher, device)
+    if teacher.config != config.generator:
+        raise ValueError(
+            f"distill.teacher: {config.distill.teacher} is not the architecture of this run's generator "
+            "section; build distillation configs with `mimic3d distill TEACHER` "
+            "(mimic3d.training.distill.with_teacher), which copies it"
+        )
+    return teacher
+
+
+def build_student(config: TrainConfig, teacher: TriplaneGenerator, cameras: torch.Tensor) -> StudentGenerator:
+    """A fresh student of ``teacher`` for this run; its input statistics use the dataset's cameras [K, 25].
+
+    Its feature resolution must be the schedule's rendering resolution (the discriminator's
+    low-resolution input and the snapshot pictures use it); ``with_teacher`` sets it so.
+    """
+    distill = config.distill
+    student = student_from_teacher(
+        teacher,
+        distill.teacher_branch,
+        cameras=cameras.float(),
+        seed=config.run.seed,
+        **_student_options(distill),
+    )
+    resolution = student.config.neural_rendering_resolution
+    if config.schedule.nrr_initial != resolution:
+        raise ValueError(
+            f"schedule.nrr_initial: {config.schedule.nrr_initial} differs from the student's feature "
+            f"resolution {resolution} (the teacher's rendering resolution); "
+            f"set schedule.nrr_initial={resolution}"
+        )
+    return student
