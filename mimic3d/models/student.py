@@ -14,7 +14,9 @@ resolution -> [32-channel feature image | depth] -> EG3D's 2D super-resolution -
   the mean) still reaches the student, and style mixing of teacher ws mixes the student's layers.
   With the usual broadcast ws (all layers equal) this is the paper's single mapping (w, c) -> w'.
 - ``feature_synthesis`` predicts the teacher's feature image (first 3 channels: the low-resolution
-  image) plus one depth channel, ``depth = mid + half * x`` over the teacher's ray range.
+  image) plus one depth channel, each channel standardised by the teacher's per-channel mean and
+  spread (``output_mean``, ``output_std``): a freshly initialised synthesis network (unit-variance
+  outputs) then starts at the teacher's output statistics instead of several times their spread.
 - ``superresolution`` is EG3D's; it is driven by the teacher's last w, as in the teacher, so a
   copy of the teacher's module (``student_from_teacher`` for a 2D-branch teacher) reproduces the
   teacher's image exactly from the teacher's features.
@@ -255,6 +257,8 @@ class StudentGenerator(nn.Module):
         self.register_buffer("layer_index", torch.tensor(index), persistent=False)
         self.register_buffer("w_mean", torch.zeros([teacher.w_dim]))
         self.register_buffer("w_std", torch.ones([]))
+        self.register_buffer("output_mean", torch.zeros([channels + 1]))
+        self.register_buffer("output_std", torch.ones([channels + 1]))
         self.register_buffer("dataset_label_std", torch.zeros([teacher.c_dim]))
         self.teacher_mapping.requires_grad_(False)
 
@@ -276,11 +280,16 @@ class StudentGenerator(nn.Module):
         )
 
     @torch.no_grad()
-    def set_input_statistics(self, ws: Tensor) -> None:
-        """Standardise the pose mapping's input by the mean and RMS spread of ws [N, num_ws, w_dim]."""
+    def set_statistics(self, ws: Tensor, features: Tensor, depth: Tensor) -> None:
+        """Standardise the pose mapping's input by the mean and RMS spread of teacher ws
+        [N, num_ws, w_dim], and the outputs by the per-channel mean and std of the teacher's feature
+        images [M, C, r, r] and depths [M, 1, r, r]."""
         w = ws[:, 0].float()
         self.w_mean.copy_(w.mean(dim=0))
         self.w_std.copy_((w - self.w_mean).square().mean().sqrt().clamp_min(1e-8))
+        outputs = torch.cat([features, depth], dim=1).float().transpose(0, 1).flatten(1)
+        self.output_mean.copy_(outputs.mean(dim=1))
+        self.output_std.copy_(outputs.std(dim=1).clamp_min(1e-4))
 
     def student_ws(self, ws: Tensor, c: Tensor) -> Tensor:
         """Teacher ws [N, num_ws, w_dim] and rendering camera c [N, 25] -> the synthesis ws
@@ -331,14 +340,9 @@ class StudentGenerator(nn.Module):
             raise ValueError(f"planes: {NO_3D}")
         fused = (not self.training) if fused_modconv is None else bool(fused_modconv)
         out = self.feature_synthesis(self.student_ws(ws, c), noise_mode=noise_mode, fused_modconv=fused)
+        out = out * self.output_std[:, None, None] + self.output_mean[:, None, None]
         channels = self.config.feature_channels
-        features = out[:, :channels]
-        rendering = self.config.rendering
-        mid, half = (
-            (rendering.ray_end + rendering.ray_start) / 2,
-            (rendering.ray_end - rendering.ray_start) / 2,
-        )
-        depth = out[:, channels:] * half + mid
+        features, depth = out[:, :channels], out[:, channels:]
         rgb = features[:, :3]
         image = self.superresolution(rgb, features, ws, fused_modconv=fused)
         return {"image": image, "image_raw": rgb, "image_depth": depth, "feature_image": features}
@@ -397,18 +401,49 @@ class StudentGenerator(nn.Module):
         )
 
 
+@torch.no_grad()
+def teacher_targets(
+    teacher: TriplaneGenerator, ws: Tensor, c: Tensor, branch: str, resolution: int, chunk: int = 4
+) -> dict[str, Tensor]:
+    """What a student of ``teacher``'s ``branch`` imitates, for ws [N, num_ws, w_dim] and cameras c [N, 25]:
+    ``feature_image`` [N, C, r, r] (first 3 channels the LR image), ``image_depth`` [N, 1, r, r] and
+    ``image`` [N, 3, R, R], rendered deterministically (no jitter, constant noise), ``chunk`` samples
+    at a time, without gradients.
+
+    "2d": the neural render at its rendering resolution (r) and the super-resolved image; "3d": the
+    full field's features and depth rendered at ``resolution`` and its direct full-resolution image.
+    """
+    if branch not in TEACHER_BRANCHES:
+        raise ValueError(f"branch: expected one of {TEACHER_BRANCHES}, got {branch!r}")
+    parts = []
+    for ws_i, c_i in zip(ws.split(chunk), c.split(chunk)):
+        if branch == "2d":
+            out = teacher.synthesis(ws_i, c_i, branch="2d", noise_mode="const", perturb=False)
+            features, depth, image = out["feature_image"], out["image_depth"], out["image"]
+        else:
+            planes = teacher.planes(ws_i, noise_mode="const")
+            features, depth = teacher.render(planes, c_i, resolution, perturb=False)
+            out = teacher.synthesis(ws_i, c_i, branch="3d", noise_mode="const", perturb=False, planes=planes)
+            image = out["image"]
+        parts.append((features, depth, image))
+    features, depth, image = (torch.cat(tensors) for tensors in zip(*parts))
+    return {"feature_image": features, "image_raw": features[:, :3], "image_depth": depth, "image": image}
+
+
 def student_from_teacher(
     teacher: TriplaneGenerator,
     teacher_branch: str | None = None,
     cameras: Tensor | None = None,
     samples: int = 1024,
+    renders: int = 16,
     seed: int = 0,
     **overrides: Any,
 ) -> StudentGenerator:
     """A fresh student of ``teacher`` (see ``student_config``): the teacher's mapping network copied,
-    the input statistics measured on ``samples`` teacher ws (z ~ N(0, I) from ``seed``, conditioned
-    on ``cameras`` [K, 25] drawn with replacement, default FFHQ-like poses), and, for a 2D-branch
-    teacher, its super-resolution copied as the initialisation."""
+    its statistics measured (``set_statistics``: ``samples`` teacher ws, z ~ N(0, I) from ``seed``,
+    conditioned and rendered at ``cameras`` [K, 25] drawn with replacement, default FFHQ-like
+    poses; the first ``renders`` of them rendered), and, for a 2D-branch teacher, its
+    super-resolution copied as the initialisation."""
     if not isinstance(teacher, TriplaneGenerator):
         raise ValueError(f"teacher: expected a TriplaneGenerator, got {type(teacher).__name__}")
     config = student_config(teacher.config, teacher_branch, **overrides)
@@ -428,5 +463,10 @@ def student_from_teacher(
         classes = torch.randint(teacher.config.class_dim, (samples,), generator=rng).to(device)
         labels = nn.functional.one_hot(classes, teacher.config.class_dim).float()
     with torch.no_grad():
-        student.set_input_statistics(teacher.mapping(z, c, labels=labels))
+        ws = teacher.mapping(z, c, labels=labels)
+    n = min(renders, samples)
+    targets = teacher_targets(
+        teacher, ws[:n], c[:n], config.teacher_branch, config.neural_rendering_resolution
+    )
+    student.set_statistics(ws, targets["feature_image"], targets["image_depth"])
     return student

@@ -89,7 +89,7 @@ def _depthwise_pass(
     x: Tensor, kernel: Tensor, up: tuple[int, int], down: tuple[int, int], pad: tuple[int, int, int, int]
 ) -> Tensor:
     """One upfirdn pass with a correlation kernel [kh, kw] on x [N, C, H, W] (steps as in upfirdn2d)."""
-    channels = x.shape[1]
+    channels = int(x.shape[1])  # a constant, not a traced size: exporters need the filter's shape
     kh, kw = kernel.shape
     (ux, uy), (dx, dy) = up, down
     px0, px1, py0, py1 = pad
@@ -236,6 +236,9 @@ def _transposed_conv(x: Tensor, kernel: Tensor, stride: int, groups: int) -> Ten
     convolution of x with that sub-kernel. On CPU this beats conv_transpose2d by up to ~1.8x for
     the StyleGAN layer sizes (same multiply count, faster kernels).
     """
+    if torch.jit.is_tracing():
+        # Exporters (TorchScript, ONNX) need static shapes, which the phase-wise writes below lose.
+        return transposed_conv_direct(x, kernel, stride, groups)
     n, _, height, width = x.shape
     out_channels, _, kh, kw = kernel.shape
     out_shape = [n, out_channels, (height - 1) * stride + kh, (width - 1) * stride + kw]
@@ -248,6 +251,14 @@ def _transposed_conv(x: Tensor, kernel: Tensor, stride: int, groups: int) -> Ten
             ty, tx = sub.shape[2:]
             y[:, :, ry::stride, rx::stride] = F.conv2d(x, sub, padding=(ty - 1, tx - 1), groups=groups)
     return y
+
+
+def transposed_conv_direct(x: Tensor, kernel: Tensor, stride: int, groups: int) -> Tensor:
+    """``_transposed_conv`` as one ``conv_transpose2d`` (its weight layout: [I, O/groups, kh, kw])."""
+    out_channels, in_per_group, kh, kw = kernel.shape
+    weight = kernel.reshape(groups, out_channels // groups, in_per_group, kh, kw).transpose(1, 2)
+    weight = weight.reshape(groups * in_per_group, -1, kh, kw)
+    return F.conv_transpose2d(x, weight, stride=stride, groups=groups)
 
 
 def conv2d_resample(

@@ -9,17 +9,13 @@
 - ``Dmain`` / ``Dreg``: EG3D's, on the student's fakes against the dataset's reals (they run only
   in stage 2: their phases start at ``adversarial_kimg``, see ``optimization.build_phases``).
 
-Teacher targets: the "2d" branch gives the rendered feature image (its first 3 channels the LR
-image), depth and the super-resolved image; the "3d" branch gives the features and depth of the
-full field rendered at the student's feature resolution and its direct full-resolution image.
-Both are rendered deterministically (no jitter, constant noise): the student learns the image
-the tools show.
+Teacher targets (``mimic3d.models.student.teacher_targets``) are rendered deterministically (no
+jitter, constant noise): the student learns the image the tools show.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
@@ -28,7 +24,7 @@ from torch import Tensor, nn
 from mimic3d.losses import LPIPS, generator_logistic_loss, swap_conditioning
 from mimic3d.metrics.correspondence import psnr
 from mimic3d.models.generator import TriplaneGenerator
-from mimic3d.models.student import StudentGenerator
+from mimic3d.models.student import StudentGenerator, teacher_targets
 from mimic3d.training.augment import AdaptiveProbability, AugmentPipe
 from mimic3d.training.config import TrainConfig
 from mimic3d.training.loss import Chunk, PhaseResult, TriplaneGANLoss
@@ -45,45 +41,12 @@ TERM_WEIGHTS = {
 }
 
 
-@dataclass
-class TeacherTargets:
-    """What the student must reproduce: feature image [N, C, r, r] (first 3 channels the LR image),
-    depth [N, 1, r, r] and final image [N, 3, R, R]."""
-
-    features: Tensor
-    depth: Tensor
-    image: Tensor
-
-    @property
-    def image_raw(self) -> Tensor:
-        return self.features[:, :3]
-
-
-@torch.no_grad()
-def teacher_targets(
-    teacher: TriplaneGenerator, ws: Tensor, c: Tensor, branch: str, resolution: int, chunk: int
-) -> TeacherTargets:
-    """The teacher's targets for ws [N, num_ws, w_dim] and cameras c [N, 25], ``chunk`` samples at a time."""
-    parts = []
-    for ws_i, c_i in zip(ws.split(chunk), c.split(chunk)):
-        if branch == "2d":
-            out = teacher.synthesis(ws_i, c_i, branch="2d", noise_mode="const", perturb=False)
-            features, depth, image = out["feature_image"], out["image_depth"], out["image"]
-        else:
-            planes = teacher.planes(ws_i, noise_mode="const")
-            features, depth = teacher.render(planes, c_i, resolution, perturb=False)
-            image = teacher.synthesis(
-                ws_i, c_i, branch="3d", noise_mode="const", perturb=False, planes=planes
-            )["image"]
-        parts.append((features, depth, image))
-    return TeacherTargets(*(torch.cat(tensors) for tensors in zip(*parts)))
-
-
 def reconstruction_terms(
-    student: dict[str, Tensor], target: TeacherTargets, lpips: LPIPS | None, ray_range: tuple[float, float]
+    student: dict[str, Tensor], target: dict[str, Tensor], lpips: LPIPS | None, ray_range: tuple[float, float]
 ) -> dict[str, Tensor]:
-    """Per-sample [N] distances between the student's outputs and the teacher's targets (see
-    ``TERM_WEIGHTS``; the LPIPS terms only with an ``lpips`` network).
+    """Per-sample [N] distances between the student's outputs and the teacher's targets (both dicts
+    with ``feature_image``, ``image_raw``, ``image_depth``, ``image``; see ``teacher_targets``) for
+    each term of ``TERM_WEIGHTS`` (the LPIPS terms only with an ``lpips`` network).
 
     Depths are compared after mapping the teacher's ray range to [-1, 1], so the term is O(1)
     whatever the scene's scale.
@@ -95,12 +58,12 @@ def reconstruction_terms(
         return F.smooth_l1_loss(a, b, reduction="none").mean(dim=(1, 2, 3))
 
     terms = {
-        "features": smooth_l1(student["feature_image"], target.features),
-        "depth": smooth_l1((student["image_depth"] - mid) / half, (target.depth - mid) / half),
+        "features": smooth_l1(student["feature_image"], target["feature_image"]),
+        "depth": smooth_l1((student["image_depth"] - mid) / half, (target["image_depth"] - mid) / half),
     }
     if lpips is not None:
-        terms["lpips_lr"] = lpips(student["image_raw"], target.image_raw)
-        terms["lpips_hr"] = lpips(student["image"], target.image)
+        terms["lpips_lr"] = lpips(student["image_raw"], target["image_raw"])
+        terms["lpips_hr"] = lpips(student["image"], target["image"])
     return terms
 
 
@@ -145,11 +108,16 @@ class DistillLoss(TriplaneGANLoss):
         start = self.config.distill.adversarial_nimg
         return start is not None and progress.cur_nimg >= start
 
-    def targets(self, ws: Tensor, c: Tensor) -> TeacherTargets:
-        distill = self.config.distill
-        resolution = self.G.config.neural_rendering_resolution
+    def targets(self, ws: Tensor, c: Tensor) -> dict[str, Tensor]:
+        """The teacher's targets for the student's branch, in ``distill.teacher_chunk`` chunks."""
+        student = self.G.config
         return teacher_targets(
-            self.teacher, ws, c, self.G.config.teacher_branch, resolution, distill.teacher_chunk
+            self.teacher,
+            ws,
+            c,
+            student.teacher_branch,
+            student.neural_rendering_resolution,
+            self.config.distill.teacher_chunk,
         )
 
     def _distill_main(self, chunk: Chunk, progress: Progress) -> PhaseResult:
@@ -175,5 +143,5 @@ class DistillLoss(TriplaneGANLoss):
                 {"Loss/scores/fake": logits, "Loss/signs/fake": logits.sign(), "Loss/G/loss": adversarial}
             )
         stats["Loss/G/total"] = objective
-        stats["Distill/psnr"] = psnr(out["image"].detach(), target.image).float()
+        stats["Distill/psnr"] = psnr(out["image"].detach(), target["image"]).float()
         return PhaseResult(objective, stats)
