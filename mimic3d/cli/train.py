@@ -101,7 +101,7 @@ def run_train(args: argparse.Namespace) -> int:
         list_presets()
         return 0
     preset, overrides = _split_preset(args)
-    snapshot = None
+    snapshot = run_dir = None
     if args.resume is not None:
         snapshot, run_dir = resolve_resume(args, preset)
         config = resumed_config(snapshot, overrides)
@@ -112,10 +112,23 @@ def run_train(args: argparse.Namespace) -> int:
     if args.print_config:
         print(config_to_yaml(config), end="")
         return 0
+    name = None if snapshot is not None else args.name or Path(preset).stem
+    return launch_run(args, config, snapshot, run_dir, name)
+
+
+def launch_run(
+    args: argparse.Namespace,
+    config: TrainConfig,
+    snapshot: Path | None,
+    run_dir: Path | None,
+    name: str | None,
+    command: str = "train",
+) -> int:
+    """Train ``config`` in a new run folder ``name`` under ``args.outdir`` or, with ``snapshot``, continue
+    the run in ``run_dir``; the exit status of ``mimic3d <command>`` (see the epilog)."""
     process = setup_processes(config.run.device)
     try:
         if snapshot is None:
-            name = args.name or Path(preset).stem
             run_dir = broadcast_object(new_run_dir(args.outdir, name) if process.is_main else None)
         try:
             trainer = Trainer(
@@ -128,12 +141,12 @@ def run_train(args: argparse.Namespace) -> int:
         try:
             result = trainer.run(max_steps=args.max_steps)
         except TrainingDiverged as err:
-            print(f"mimic3d train: {err}", file=sys.stderr)
+            print(f"mimic3d {command}: {err}", file=sys.stderr)
             return EXIT_DIVERGED
         if process.is_main:
             print(f"{result.status}: run folder {run_dir}, snapshot {result.snapshot}")
             if result.status == "interrupted":
-                print(f"resume with: mimic3d train --resume {run_dir}")
+                print(f"resume with: mimic3d {command} --resume {run_dir}")
         return EXIT_INTERRUPTED if result.status == "interrupted" else 0
     finally:
         teardown_processes()

@@ -1,12 +1,14 @@
 """Exporting generators for deployment: ONNX (run with onnxruntime, no PyTorch) and TorchScript.
 
-Two graphs per model, both rendering deterministically (constant noise, no ray jitter):
+Three graphs per model, rendering deterministically (constant noise, no ray jitter):
 
-- ``z``: (z [N, z_dim], c [N, 25], truncation_psi [1]) -> image [N, 3, R, R] in [-1, 1]; c is both
-  the conditioning and the rendering camera, as in ``G(z, c)``; truncation pulls every w toward
-  the mapping network's w_avg (no cutoff);
+- ``z``: (z [N, z_dim], c [N, 25], truncation_psi [1]) -> image [N, 3, R, R] in [-1, 1], the view from
+  camera c of subject z, whose ws are conditioned on the camera preset's frontal camera (as
+  ``mimic3d generate`` / ``video`` do: a subject keeps its identity over views); truncation pulls
+  every w toward the mapping network's w_avg (no cutoff);
 - ``ws``: (ws [N, num_ws, w_dim], c [N, 25]) -> image, for latents computed elsewhere (inversion,
-  interpolation, style mixing).
+  interpolation, style mixing, another conditioning camera);
+- ``mapping``: (z, conditioning camera c, truncation_psi) -> ws [N, num_ws, w_dim], the ws graph's input.
 
 Modulated convolutions run unfused (per-sample scaling around one shared convolution), which is
 the same arithmetic as the fused grouped convolution and does not bake the batch size into the
@@ -23,14 +25,16 @@ error names the first one, see ``OnnxExportError``).
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import io
 import json
 import os
 import statistics
+import sys
 import time
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -38,17 +42,25 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from mimic3d.camera import PRESETS
+from mimic3d.camera import PRESETS, sample_labels
 from mimic3d.checkpoints.atomic import atomic_write, write_text_atomic
 from mimic3d.models.generator import TriplaneGenerator
 from mimic3d.models.student import StudentGenerator
+from mimic3d.tools.viewpoints import camera_preset_for
 
 FORMATS = ("onnx", "torchscript")
-VARIANTS = ("z", "ws")
+VARIANTS = ("z", "ws", "mapping")
 DEFAULT_OPSET = 17
 MIN_OPSET = 11
 CHECK_TOLERANCE = 1e-4  # max abs difference of [-1, 1] images, onnxruntime vs PyTorch (float32)
 TIMING_REPEATS = 5
+# Measured with torch 2.13's ONNX exporter (opset 17): patching each in turn, these three are all
+# that stop the volume renderer of EG3D / Mimic3D / EpiGRAF (both branches) from exporting.
+RENDERER_BLOCKERS = (
+    "the volume renderer needs aten::cumprod (transmittance), aten::searchsorted (importance "
+    "sampling) and a stable aten::sort (merging coarse and fine samples), which the ONNX exporter "
+    "lacks; --format torchscript exports it"
+)
 
 
 class OnnxExportError(ValueError):
@@ -72,17 +84,25 @@ def export_copy(G: nn.Module) -> nn.Module:
     return G
 
 
-class LatentGraph(nn.Module):
-    """(z [N, z_dim], c [N, 25], truncation_psi [1]) -> image [N, 3, R, R]."""
+def truncated_ws(G: nn.Module, z: Tensor, c: Tensor, truncation_psi: Tensor) -> Tensor:
+    """ws of z [N, z_dim] conditioned on c [N, 25], truncated by psi [1] (the mapping network's
+    truncation, with psi a graph input instead of a Python number)."""
+    ws = G.mapping(z, c)
+    return mapping_network(G).w_avg.lerp(ws, truncation_psi.reshape(1, 1, 1))
 
-    def __init__(self, G: nn.Module, branch: str = "2d") -> None:
+
+class LatentGraph(nn.Module):
+    """(z [N, z_dim], c [N, 25], truncation_psi [1]) -> image [N, 3, R, R]: the view from camera c of the
+    subject z conditioned on ``conditioning`` [25] (the camera preset's frontal camera, as the tools do,
+    so that a subject keeps its identity over views)."""
+
+    def __init__(self, G: nn.Module, conditioning: Tensor, branch: str = "2d") -> None:
         super().__init__()
         self.G, self.branch = G, branch
+        self.register_buffer("conditioning", conditioning.reshape(1, -1).float())
 
     def forward(self, z: Tensor, c: Tensor, truncation_psi: Tensor) -> Tensor:
-        ws = self.G.mapping(z, c)
-        # The mapping network's truncation, with psi as a graph input instead of a Python number.
-        ws = mapping_network(self.G).w_avg.lerp(ws, truncation_psi.reshape(1, 1, 1))
+        ws = truncated_ws(self.G, z, self.conditioning.expand(z.shape[0], -1), truncation_psi)
         out = self.G.synthesis(
             ws, c, branch=self.branch, noise_mode="const", perturb=False, fused_modconv=False
         )
@@ -103,22 +123,33 @@ class WsGraph(nn.Module):
         return out["image"]
 
 
+class MappingGraph(nn.Module):
+    """(z [N, z_dim], c [N, 25] conditioning camera, truncation_psi [1]) -> ws [N, num_ws, w_dim]."""
+
+    def __init__(self, G: nn.Module) -> None:
+        super().__init__()
+        self.G = G
+
+    def forward(self, z: Tensor, c: Tensor, truncation_psi: Tensor) -> Tensor:
+        return truncated_ws(self.G, z, c, truncation_psi)
+
+
 def example_inputs(G: nn.Module, variant: str, batch: int, seed: int) -> tuple[Tensor, ...]:
     """Random inputs of a graph: z ~ N(0, I) or ws of such z, FFHQ-like cameras, psi in [0.5, 1]."""
-    from mimic3d.camera import sample_labels
-
     generator = torch.Generator().manual_seed(seed)
     device = next(G.parameters()).device
     z = torch.randn([batch, G.z_dim], generator=generator).to(device)
     c = sample_labels(PRESETS["ffhq"], batch, generator=generator).to(device)
-    if variant == "z":
+    if variant != "ws":
         psi = (0.5 + 0.5 * torch.rand([1], generator=generator)).to(device)
         return z, c, psi
     with torch.no_grad():
         return G.mapping(z, c), c
 
 
-INPUT_NAMES = {"z": ["z", "c", "truncation_psi"], "ws": ["ws", "c"]}
+INPUT_NAMES = {"z": ["z", "c", "truncation_psi"], "ws": ["ws", "c"], "mapping": ["z", "c", "truncation_psi"]}
+OUTPUT_NAMES = {"z": "image", "ws": "image", "mapping": "ws"}
+SUFFIXES = {"z": "", "ws": "-ws", "mapping": "-mapping"}
 
 
 @dataclass
@@ -152,8 +183,10 @@ def _median_seconds(fn: Callable[[], object], repeats: int = TIMING_REPEATS) -> 
     return statistics.median(times)
 
 
-def _graph(G: nn.Module, variant: str, branch: str) -> nn.Module:
-    return LatentGraph(G, branch) if variant == "z" else WsGraph(G, branch)
+def _graph(G: nn.Module, variant: str, branch: str, conditioning: Tensor) -> nn.Module:
+    if variant == "z":
+        return LatentGraph(G, conditioning, branch)
+    return WsGraph(G, branch) if variant == "ws" else MappingGraph(G)
 
 
 def _check_model(G: nn.Module, branch: str) -> None:
@@ -167,17 +200,38 @@ def _check_model(G: nn.Module, branch: str) -> None:
         raise ValueError(f"branch: {branch!r} is not a branch of this model")
 
 
+@contextlib.contextmanager
+def _quiet_output() -> Iterator[None]:
+    """Send what the block writes to the process's stdout and stderr (C++ included) nowhere."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    saved = [os.dup(1), os.dup(2)]
+    with open(os.devnull, "w") as sink:
+        os.dup2(sink.fileno(), 1)
+        os.dup2(sink.fileno(), 2)
+        try:
+            yield
+        finally:
+            os.dup2(saved[0], 1)
+            os.dup2(saved[1], 2)
+            for fd in saved:
+                os.close(fd)
+
+
 def export_onnx(
     graph: nn.Module, inputs: tuple[Tensor, ...], path: Path, variant: str, opset: int, dynamic_batch: bool
 ) -> None:
     """Trace ``graph`` on ``inputs`` into an ONNX file; ``OnnxExportError`` names an unsupported operator."""
-    names = INPUT_NAMES[variant]
-    axes = {name: {0: "batch"} for name in names if name != "truncation_psi"} if dynamic_batch else None
-    if axes is not None:
-        axes["image"] = {0: "batch"}
+    names, output = INPUT_NAMES[variant], OUTPUT_NAMES[variant]
+    axes = (
+        {name: {0: "batch"} for name in [*names, output] if name != "truncation_psi"}
+        if dynamic_batch
+        else None
+    )
     buffer = io.BytesIO()
     try:
-        with warnings.catch_warnings(), torch.no_grad():
+        # The exporter prints the whole graph on failure; the error below names the operator.
+        with warnings.catch_warnings(), torch.no_grad(), _quiet_output():
             warnings.simplefilter("ignore")  # tracer notes on Python-side shape checks
             torch.onnx.export(
                 graph,
@@ -186,7 +240,7 @@ def export_onnx(
                 dynamo=False,
                 opset_version=opset,
                 input_names=names,
-                output_names=["image"],
+                output_names=[output],
                 dynamic_axes=axes,
             )
     except Exception as err:  # the exporter's errors share no base class
@@ -208,8 +262,9 @@ def check_onnx(
     with torch.no_grad():
         expected = graph(*inputs).cpu().numpy()
         torch_seconds = _median_seconds(lambda: graph(*inputs))
-    actual = session.run(["image"], feeds)[0]
-    runtime_seconds = _median_seconds(lambda: session.run(["image"], feeds))
+    output = [OUTPUT_NAMES[variant]]
+    actual = session.run(output, feeds)[0]
+    runtime_seconds = _median_seconds(lambda: session.run(output, feeds))
     return float(np.abs(actual - expected).max()), torch_seconds, runtime_seconds
 
 
@@ -223,9 +278,8 @@ def export_torchscript(graph: nn.Module, inputs: tuple[Tensor, ...], path: Path)
 
 
 def export_metadata(G: nn.Module, branch: str, reports: list[GraphReport]) -> dict:
-    """What a deployment needs beside the graphs: sizes, the camera preset and the graphs' inputs."""
-    from mimic3d.tools.viewpoints import camera_preset_for
-
+    """What a deployment needs beside the graphs: sizes, the camera preset (the z graph conditions on
+    its frontal camera) and the graphs' inputs."""
     preset = camera_preset_for(G)
     return {
         "format": "mimic3d-export",
@@ -242,7 +296,9 @@ def export_metadata(G: nn.Module, branch: str, reports: list[GraphReport]) -> di
             "radius": preset.radius,
             "pivot": list(preset.pivot),
         },
-        "inputs": {variant: INPUT_NAMES[variant] for variant in {r.variant for r in reports}},
+        "conditioning": preset.frontal_label().tolist(),
+        "inputs": {r.variant: INPUT_NAMES[r.variant] for r in reports},
+        "outputs": {r.variant: OUTPUT_NAMES[r.variant] for r in reports},
         "graphs": [asdict(r) for r in reports],
     }
 
@@ -259,8 +315,8 @@ def export_network(
     check: bool = True,
     seed: int = 0,
 ) -> ExportReport:
-    """Export ``G`` as ``<out>.<ext>`` (variant z) and ``<out>-ws.<ext>`` (variant ws), plus
-    ``<out>.json`` metadata; ONNX graphs are checked with onnxruntime unless ``check`` is False
+    """Export ``G`` as ``<out>.<ext>`` (variant z), ``<out>-ws.<ext>`` and ``<out>-mapping.<ext>``,
+    plus ``<out>.json`` metadata; ONNX graphs are checked with onnxruntime unless ``check`` is False
     (ValueError when a difference exceeds ``CHECK_TOLERANCE``). ``batch``: the traced batch size
     (the only one a graph takes without ``dynamic_batch``)."""
     if format not in FORMATS:
@@ -281,17 +337,24 @@ def export_network(
                 "export: the ONNX check needs onnxruntime (pip install mimic3d[export])"
             ) from err
     model = export_copy(G)
+    preset = camera_preset_for(G)
+    conditioning = preset.frontal_label().to(next(model.parameters()).device)
     stem = Path(out)
     stem.parent.mkdir(parents=True, exist_ok=True)
     extension = ".onnx" if format == "onnx" else ".pt"
     report = ExportReport(format)
     for variant in variants:
-        graph = _graph(model, variant, branch)
+        graph = _graph(model, variant, branch, conditioning)
         inputs = example_inputs(model, variant, batch, seed)
-        path = stem.with_name(stem.name + ("" if variant == "z" else "-ws") + extension)
+        path = stem.with_name(stem.name + SUFFIXES[variant] + extension)
         entry = GraphReport(variant, str(path), batch)
         if format == "onnx":
-            export_onnx(graph, inputs, path, variant, opset, dynamic_batch)
+            try:
+                export_onnx(graph, inputs, path, variant, opset, dynamic_batch)
+            except OnnxExportError as err:
+                if isinstance(G, TriplaneGenerator):
+                    raise OnnxExportError(f"{err} ({RENDERER_BLOCKERS})") from err
+                raise
             if check:
                 fresh = example_inputs(model, variant, batch + (1 if dynamic_batch else 0), seed + 1)
                 entry.max_abs_diff, entry.torch_seconds, entry.runtime_seconds = check_onnx(

@@ -12,18 +12,22 @@ from __future__ import annotations
 
 import copy
 import os
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from mimic3d.checkpoints.load import load
+from mimic3d.models.config import GeneratorConfig
 from mimic3d.models.generator import TriplaneGenerator
 from mimic3d.models.student import StudentGenerator, student_config, student_from_teacher
 from mimic3d.training.config import TrainConfig
 from mimic3d.training.distill_config import DistillConfig
+from mimic3d.training.presets import apply_overrides, preset_dict, preset_names
 from mimic3d.training.snapshot import LATEST_FILE, latest_snapshot
 
+TINY_RESOLUTION = 64  # teachers up to this size get the tiny CPU preset
 NO_TEACHER = (
     "distill.teacher: no teacher given; add distill.teacher=PATH (a checkpoint mimic3d.load reads: "
     "a run folder, a snapshot, a .safetensors file or an official pickle), or run `mimic3d distill TEACHER`"
@@ -62,9 +66,12 @@ def _student_options(distill: DistillConfig) -> dict[str, Any]:
     )
 
 
-def with_teacher(data: dict[str, Any], teacher: str | os.PathLike | None = None) -> dict[str, Any]:
+def with_teacher(
+    data: dict[str, Any], teacher: str | os.PathLike | None = None, model: TriplaneGenerator | None = None
+) -> dict[str, Any]:
     """A copy of a raw distillation config (nested dicts) fitted to its teacher (see the module
-    docstring); ``teacher`` replaces ``distill.teacher`` when given."""
+    docstring); ``teacher`` replaces ``distill.teacher`` when given, ``model`` is that teacher
+    already loaded (else it is read)."""
     data = copy.deepcopy(data)
     section = data.setdefault("distill", {})
     if not isinstance(section, dict):
@@ -73,7 +80,7 @@ def with_teacher(data: dict[str, Any], teacher: str | os.PathLike | None = None)
         section["teacher"] = str(teacher)
     if section.get("teacher") is None:
         raise ValueError(NO_TEACHER)
-    model = read_teacher(section["teacher"])
+    model = model if model is not None else read_teacher(section["teacher"])
     data["generator"] = model.config.to_dict()
     if data.get("discriminator", {}) is not None:
         data.setdefault("discriminator", {})["img_resolution"] = model.config.img_resolution
@@ -84,6 +91,39 @@ def with_teacher(data: dict[str, Any], teacher: str | os.PathLike | None = None)
     schedule = data.setdefault("schedule", {})
     schedule["nrr_initial"], schedule["nrr_final"] = student.neural_rendering_resolution, None
     return data
+
+
+def preset_for_teacher(teacher: GeneratorConfig) -> str:
+    """The shipped distillation preset that fits a teacher architecture (``mimic3d distill``'s default)."""
+    if teacher.img_resolution <= TINY_RESOLUTION:
+        return "tiny-distill-heads"
+    if teacher.aware3d and teacher.img_resolution == 512:
+        return "distill-mimic3d-ffhq512"
+    if not teacher.aware3d and teacher.superresolution != "none":
+        if teacher.img_resolution == 512:
+            return (
+                "distill-eg3d-afhq512"
+                if teacher.neural_rendering_resolution == 128
+                else "distill-eg3d-ffhq512"
+            )
+        if teacher.img_resolution == 128:
+            return "distill-eg3d-shapenet128"
+    raise ValueError(
+        f"preset: no distillation preset fits a {teacher.img_resolution}^2 teacher "
+        f"(aware3d={teacher.aware3d}, superresolution={teacher.superresolution}); give one of "
+        f"{[name for name in preset_names() if 'distill' in name]}"
+    )
+
+
+def distill_config(
+    teacher: str | os.PathLike, preset: str | None = None, overrides: Iterable[str] = ()
+) -> tuple[TrainConfig, str]:
+    """The validated config of distilling ``teacher`` with ``preset`` (None: ``preset_for_teacher``)
+    and ``KEY=VALUE`` overrides (``mimic3d distill TEACHER [PRESET] [KEY=VALUE ...]``), and the preset."""
+    model = read_teacher(teacher)
+    preset = preset or preset_for_teacher(model.config)
+    data = apply_overrides(preset_dict(preset), overrides)
+    return TrainConfig.from_dict(with_teacher(data, teacher, model), where=f"preset {preset}"), preset
 
 
 def load_teacher(config: TrainConfig, device: torch.device) -> TriplaneGenerator:
