@@ -14,9 +14,9 @@ resolution -> [32-channel feature image | depth] -> EG3D's 2D super-resolution -
   the mean) still reaches the student, and style mixing of teacher ws mixes the student's layers.
   With the usual broadcast ws (all layers equal) this is the paper's single mapping (w, c) -> w'.
 - ``feature_synthesis`` predicts the teacher's feature image (first 3 channels: the low-resolution
-  image) plus one depth channel, each channel standardised by the teacher's per-channel mean and
-  spread (``output_mean``, ``output_std``): a freshly initialised synthesis network (unit-variance
-  outputs) then starts at the teacher's output statistics instead of several times their spread.
+  image) plus one depth channel through a per-channel affine map (``output_gain``, ``output_bias``)
+  fitted at initialisation so that the fresh network's outputs have the teacher's per-channel mean
+  and spread (a data-dependent initialisation: unscaled, they start several times too spread).
 - ``superresolution`` is EG3D's; it is driven by the teacher's last w, as in the teacher, so a
   copy of the teacher's module (``student_from_teacher`` for a 2D-branch teacher) reproduces the
   teacher's image exactly from the teacher's features.
@@ -257,8 +257,8 @@ class StudentGenerator(nn.Module):
         self.register_buffer("layer_index", torch.tensor(index), persistent=False)
         self.register_buffer("w_mean", torch.zeros([teacher.w_dim]))
         self.register_buffer("w_std", torch.ones([]))
-        self.register_buffer("output_mean", torch.zeros([channels + 1]))
-        self.register_buffer("output_std", torch.ones([channels + 1]))
+        self.register_buffer("output_gain", torch.ones([channels + 1]))
+        self.register_buffer("output_bias", torch.zeros([channels + 1]))
         self.register_buffer("dataset_label_std", torch.zeros([teacher.c_dim]))
         self.teacher_mapping.requires_grad_(False)
 
@@ -280,16 +280,21 @@ class StudentGenerator(nn.Module):
         )
 
     @torch.no_grad()
-    def set_statistics(self, ws: Tensor, features: Tensor, depth: Tensor) -> None:
-        """Standardise the pose mapping's input by the mean and RMS spread of teacher ws
-        [N, num_ws, w_dim], and the outputs by the per-channel mean and std of the teacher's feature
-        images [M, C, r, r] and depths [M, 1, r, r]."""
+    def set_statistics(self, ws: Tensor, c: Tensor, features: Tensor, depth: Tensor) -> None:
+        """Fit the input standardisation to teacher ws [N, num_ws, w_dim] (their mean and RMS spread),
+        then the output map so that this network's outputs for the first M of them (cameras c
+        [N, 25]) have the per-channel mean and std of the teacher's feature images [M, C, r, r] and
+        depths [M, 1, r, r]."""
         w = ws[:, 0].float()
         self.w_mean.copy_(w.mean(dim=0))
         self.w_std.copy_((w - self.w_mean).square().mean().sqrt().clamp_min(1e-8))
-        outputs = torch.cat([features, depth], dim=1).float().transpose(0, 1).flatten(1)
-        self.output_mean.copy_(outputs.mean(dim=1))
-        self.output_std.copy_(outputs.std(dim=1).clamp_min(1e-4))
+        count = features.shape[0]
+        raw = self.feature_synthesis(self.student_ws(ws[:count], c[:count]), noise_mode="const")
+        raw = raw.transpose(0, 1).flatten(1)
+        target = torch.cat([features, depth], dim=1).float().transpose(0, 1).flatten(1)
+        gain = target.std(dim=1).clamp_min(1e-4) / raw.std(dim=1).clamp_min(1e-8)
+        self.output_gain.copy_(gain)
+        self.output_bias.copy_(target.mean(dim=1) - raw.mean(dim=1) * gain)
 
     def student_ws(self, ws: Tensor, c: Tensor) -> Tensor:
         """Teacher ws [N, num_ws, w_dim] and rendering camera c [N, 25] -> the synthesis ws
@@ -340,7 +345,7 @@ class StudentGenerator(nn.Module):
             raise ValueError(f"planes: {NO_3D}")
         fused = (not self.training) if fused_modconv is None else bool(fused_modconv)
         out = self.feature_synthesis(self.student_ws(ws, c), noise_mode=noise_mode, fused_modconv=fused)
-        out = out * self.output_std[:, None, None] + self.output_mean[:, None, None]
+        out = out * self.output_gain[:, None, None] + self.output_bias[:, None, None]
         channels = self.config.feature_channels
         features, depth = out[:, :channels], out[:, channels:]
         rgb = features[:, :3]
@@ -468,5 +473,5 @@ def student_from_teacher(
     targets = teacher_targets(
         teacher, ws[:n], c[:n], config.teacher_branch, config.neural_rendering_resolution
     )
-    student.set_statistics(ws, targets["feature_image"], targets["image_depth"])
+    student.set_statistics(ws, c, targets["feature_image"], targets["image_depth"])
     return student

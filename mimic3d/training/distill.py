@@ -85,6 +85,7 @@ def with_teacher(
     if data.get("discriminator", {}) is not None:
         data.setdefault("discriminator", {})["img_resolution"] = model.config.img_resolution
     distill = DistillConfig(**{k: v for k, v in section.items() if k != "student"})
+    distill.validate()
     options = _student_options(distill)
     options.update({k: v for k, v in (section.get("student") or {}).items() if k in options})
     student = student_config(model.config, distill.teacher_branch, **options)
