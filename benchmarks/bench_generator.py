@@ -23,6 +23,7 @@ from torch.utils.flop_counter import FlopCounterMode
 from benchmarks.common import BenchSettings, matmul_gflops, measure_peak_memory, timeit
 from mimic3d.camera import intrinsics_matrix, make_label, orbit_cam2world
 from mimic3d.models import TriplaneGenerator, generator_preset
+from mimic3d.models.student import StudentGenerator, student_config
 
 OFFICIAL_SECONDS = {"2d": 17.3, "3d": 28.6}  # official Mimic3D, batch 2, render 128, this CPU
 OFFICIAL_BATCH, OFFICIAL_RENDER = 2, 128
@@ -95,6 +96,13 @@ def build_generator(preset: str, device: torch.device | str = "cpu") -> Triplane
     """A randomly initialised generator of ``preset`` (seed 0) in eval mode on ``device``."""
     torch.manual_seed(0)
     return TriplaneGenerator(generator_preset(preset)).eval().to(device)
+
+
+def build_student(preset: str, device: torch.device | str = "cpu") -> StudentGenerator:
+    """A randomly initialised distilled student of a ``preset`` teacher (seed 0): the architecture
+    ``mimic3d distill`` builds (its weights do not change its speed or memory)."""
+    torch.manual_seed(0)
+    return StudentGenerator(student_config(generator_preset(preset))).eval().to(device)
 
 
 def forward_call(G: TriplaneGenerator, case: ForwardCase, device: torch.device | str) -> Callable[[], object]:
