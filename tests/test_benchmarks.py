@@ -233,7 +233,7 @@ def test_quick_training_suite_end_to_end(tmp_path):
     ]
     steps = by_unit["s/step"]
     families = [re.match(r"train (.+?):", name).group(1) for name, _ in steps]
-    assert families == ["eg3d", "mimic3d stage 1", "mimic3d stage 2", "mimic3d e2e"]
+    assert families == ["eg3d", "mimic3d stage 1", "mimic3d stage 2", "mimic3d e2e", "epigraf"]
     for (_, per_step), (_, per_kimg) in zip(steps, by_unit["s/kimg"]):
         assert per_step > 0
         assert per_kimg == pytest.approx(per_step / 4 * 1000, rel=0.01)  # batch 4, 3 significant digits

@@ -191,6 +191,27 @@ def test_official_discriminator_is_imported(tmp_path, monkeypatch, tiny_discrimi
         load_networks(path, names=["D"])
 
 
+def test_optional_buffers_default_with_a_warning_and_required_ones_are_refused(tmp_path, monkeypatch):
+    # A G pickled outside EG3D's training loop (PTI and other tools) has no dataset_label_std.
+    info = json.loads((PARITY / "eg3d_small.json").read_text())
+    weights = {k: v.float() for k, v in load_file(str(PARITY / "eg3d_small_weights.safetensors")).items()}
+    io = load_file(str(PARITY / "eg3d_small_io.safetensors"))
+    lacking = {k: v for k, v in weights.items() if k != "dataset_label_std"}
+    network = official_network(info["sub_modules"], lacking, info["init_kwargs"], info["attributes"])
+    path = write_snapshot(tmp_path / "pti.pkl", monkeypatch, G_ema=network)
+    with pytest.warns(UserWarning, match="no dataset_label_std buffer"):
+        G = load(path)
+    assert torch.equal(G.dataset_label_std, torch.zeros(25))
+    with torch.no_grad():
+        out = G(io["z"], io["c"], noise_mode="const", perturb=False)
+    torch.testing.assert_close(out["image"], io["image"], rtol=0, atol=1e-4)  # as the parity test
+    # A buffer generation needs is still required.
+    del lacking["backbone.mapping.w_avg"]
+    network = official_network(info["sub_modules"], lacking, info["init_kwargs"], info["attributes"])
+    with pytest.warns(UserWarning), pytest.raises(ValueError, match="missing keys: backbone.mapping.w_avg"):
+        load(write_snapshot(tmp_path / "broken.pkl", monkeypatch, G_ema=network))
+
+
 def test_unsupported_official_variants_are_named(tmp_path, monkeypatch):
     info = json.loads((PARITY / "mimic3d_small.json").read_text())
     weights = {k: v.float() for k, v in load_file(str(PARITY / "mimic3d_small_weights.safetensors")).items()}

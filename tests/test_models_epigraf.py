@@ -7,8 +7,18 @@ import dataclasses
 import pytest
 import torch
 
-from mimic3d.models import TriplaneGenerator, generator_preset
+from mimic3d.models import BackgroundConfig, TriplaneGenerator, generator_preset, generator_preset_names
+from mimic3d.models.config import EPIGRAF_FACE_RENDERING, EPIGRAF_MEGASCANS_RENDERING, epigraf_architecture
 from mimic3d.tools.viewpoints import camera_preset_for, view_labels
+
+FULL_SIZE = {
+    "epigraf-ffhq512": epigraf_architecture(512, EPIGRAF_FACE_RENDERING),
+    "epigraf-ffhq256": epigraf_architecture(256, EPIGRAF_FACE_RENDERING),
+    "epigraf-cats256": epigraf_architecture(256, EPIGRAF_FACE_RENDERING),
+    "epigraf-megascans256": epigraf_architecture(
+        256, EPIGRAF_MEGASCANS_RENDERING, background=BackgroundConfig()
+    ),
+}
 
 
 @pytest.mark.parametrize(
@@ -21,9 +31,12 @@ from mimic3d.tools.viewpoints import camera_preset_for, view_labels
         ("epigraf-megascans256", 29311115, 20),
     ],
 )
-def test_full_size_presets_have_the_official_parameter_count(name: str, params: int, num_ws: int) -> None:
+def test_full_size_generators_have_the_official_parameter_count(name: str, params: int, num_ws: int) -> None:
+    # The training presets of these names (when present) must hold exactly these generators.
+    if name in generator_preset_names():
+        assert generator_preset(name) == FULL_SIZE[name]
     with torch.device("meta"):
-        G = TriplaneGenerator(generator_preset(name))
+        G = TriplaneGenerator(FULL_SIZE[name])
     assert sum(p.numel() for p in G.parameters()) == params
     assert G.num_ws == num_ws
     config = G.config
@@ -87,9 +100,7 @@ def test_density_noise_acts_in_training_mode_only_and_only_for_epigraf() -> None
 def test_class_conditional_mapping_needs_labels_and_uses_them() -> None:
     G, z, c = _tiny(class_dim=5)
     assert G.backbone.mapping.c_dim == 5
-    with pytest.raises(
-        ValueError, match=r"labels: this model is class-conditional; expected one-hot labels \[N, 5\]"
-    ):
+    with pytest.raises(ValueError, match=r"labels: expected one-hot class labels \[N, 5\], got NoneType"):
         G.mapping(z, c)
     one = torch.eye(5)[[0, 0]]
     two = torch.eye(5)[[3, 3]]
@@ -129,3 +140,16 @@ def test_epigraf_config_combinations_are_checked() -> None:
         dataclasses.replace(config.rendering, integration="nerf")
     with pytest.raises(ValueError, match="pixel_grid"):
         dataclasses.replace(config.rendering, pixel_grid="edges")
+
+
+def test_patch_training_step_reaches_every_part_of_the_model() -> None:
+    G, z, c = _tiny("tiny-epigraf-bg")
+    G.train()
+    G.density_noise_std = 0.5
+    ws = G.mapping(z, c)
+    patch = G.render_scaled_patch(ws, c, torch.tensor([0.5, 0.8]), torch.tensor([[0.1, 0.2], [0.0, 0.1]]), 8)
+    patch["image"].square().mean().backward()
+    for prefix in ("backbone.mapping.", "backbone.synthesis.b32.", "decoder.net.2.", "background.blocks.1."):
+        grads = [p.grad for name, p in G.named_parameters() if name.startswith(prefix)]
+        assert grads and all(g is not None and torch.isfinite(g).all() for g in grads), prefix
+        assert any(g.abs().sum() > 0 for g in grads), prefix

@@ -7,6 +7,7 @@ import multiprocessing
 import os
 import socket
 
+import pytest
 import torch
 from training_support import tiny_config, write_random_dataset
 
@@ -15,12 +16,11 @@ from mimic3d.training.loop import Trainer
 
 STEPS = 2
 # Global batch 4 = 2 processes x 1 chunk of 2 = 1 process x 2 chunks of 2.
-OVERRIDES = [
-    "run.batch_size=4",
-    "run.batch_gpu=2",
-    "discriminator.mbstd_group_size=2",
-    "patch_discriminator.mbstd_group_size=2",
-]
+BATCH = ["run.batch_size=4", "run.batch_gpu=2"]
+OVERRIDES = {
+    "e2e": [*BATCH, "discriminator.mbstd_group_size=2", "patch_discriminator.mbstd_group_size=2"],
+    "epigraf": [*BATCH, "hyper_discriminator.mbstd_group_size=2"],
+}
 # Updated from each process's own latents (truncation centre), then averaged; not a trained value.
 UNSYNCED = ("backbone.mapping.w_avg",)
 
@@ -40,7 +40,7 @@ def _parameters(trainer) -> dict[str, torch.Tensor]:
     }
 
 
-def _worker(rank: int, world: int, port: int, data, run_dir, out_dir) -> None:
+def _worker(rank: int, world: int, port: int, data, run_dir, out_dir, family: str) -> None:
     torch.set_num_threads(1)
     os.environ.update(
         MASTER_ADDR="127.0.0.1",
@@ -51,7 +51,8 @@ def _worker(rank: int, world: int, port: int, data, run_dir, out_dir) -> None:
     )
     process = setup_processes("cpu")
     try:
-        trainer = Trainer(tiny_config("e2e", data, *OVERRIDES), run_dir, progress_bar=False, process=process)
+        config = tiny_config(family, data, *OVERRIDES[family])
+        trainer = Trainer(config, run_dir, progress_bar=False, process=process)
         assert (trainer.chunks_local, trainer.chunks_total) == (1, 2)
         for _ in range(STEPS):
             trainer.train_step()
@@ -62,19 +63,20 @@ def _worker(rank: int, world: int, port: int, data, run_dir, out_dir) -> None:
         teardown_processes()
 
 
-def test_two_gloo_processes_match_one_process(tmp_path):
+@pytest.mark.parametrize("family", ["e2e", "epigraf"])
+def test_two_gloo_processes_match_one_process(tmp_path, family):
     data = write_random_dataset(tmp_path / "data")
     method = "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn"
     context = multiprocessing.get_context(method)
     port = _free_port()
     workers = [
-        context.Process(target=_worker, args=(rank, 2, port, data, tmp_path / "dist", tmp_path))
+        context.Process(target=_worker, args=(rank, 2, port, data, tmp_path / "dist", tmp_path, family))
         for rank in range(2)
     ]
     for worker in workers:
         worker.start()
 
-    single = Trainer(tiny_config("e2e", data, *OVERRIDES), tmp_path / "single", progress_bar=False)
+    single = Trainer(tiny_config(family, data, *OVERRIDES[family]), tmp_path / "single", progress_bar=False)
     assert (single.chunks_local, single.chunks_total) == (2, 2)
     for _ in range(STEPS):
         single.train_step()

@@ -2,25 +2,21 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
-from training_support import tiny_config, write_random_dataset
+from training_support import RESUME_OVERRIDES, tiny_config, write_random_dataset
 
 import mimic3d
-from mimic3d.camera import PRESETS
+from mimic3d.camera import PRESETS, split_label, to_angles
 from mimic3d.models.patch_discriminator import HyperModulatedPatchDiscriminator
+from mimic3d.training.data import PresetCameraSampler
 from mimic3d.training.loop import Trainer
 from mimic3d.training.patches import PixelWindows, ScaledPatches
 from mimic3d.training.presets import load_config
+from mimic3d.training.schedule import progress_at
 from mimic3d.training.snapshot import latest_snapshot, load_snapshot, resolve_snapshot
-
-RESUME_OVERRIDES = [
-    "loss.r1_interval=2",
-    "augment.mode=ada",
-    "augment.interval=1",
-    "augment.p=0.5",
-    "augment.speed_kimg=0.1",
-]
 
 
 @pytest.fixture(scope="module")
@@ -71,6 +67,11 @@ def test_patch_wise_step_runs_epigraf_phases_on_scaled_patches(dataset, tmp_path
 def test_tiny_epigraf_run_writes_snapshots_pictures_and_logs(dataset, tmp_path, family):
     config = tiny_config(family, dataset, "run.grid_size=2", "run.video_frames=2")
     trainer = Trainer(config, tmp_path / family, progress_bar=False)
+    if family.endswith("cars"):  # fakes' cameras all around the car, from the full-circle sampler
+        assert isinstance(trainer.labels, PresetCameraSampler)
+        angles, radius = to_angles(split_label(trainer.labels.sample(2000))[0])
+        torch.testing.assert_close(radius, torch.full([2000], 1.7), rtol=1e-5, atol=0)  # float32 norm
+        assert angles[:, 0].min() < -3.0 and angles[:, 0].max() > 3.0 and angles[:, 1].max() < math.pi / 2
     result = trainer.run(max_steps=2)
     assert result.status == "max_steps" and result.snapshot == latest_snapshot(tmp_path / family)
     assert list((tmp_path / family / "images").glob("*-grid.png"))
@@ -161,10 +162,8 @@ def test_mimic3d_3d_branch_with_beta_patches_and_the_scale_aware_d(dataset, tmp_
 
 def test_mimic3d_windows_stay_the_default(dataset, tmp_path):
     trainer = Trainer(tiny_config("e2e", dataset), tmp_path / "run", progress_bar=False)
-    progress = trainer.loss  # the loss places Mimic3D's fixed-scale windows without a patches section
-    from mimic3d.training.schedule import progress_at
-
-    where = progress.place_patches(4, 32, progress_at(trainer.config, 0), torch.device("cpu"))
+    # Without a scaled distribution the loss places Mimic3D's fixed-scale pixel windows.
+    where = trainer.loss.place_patches(4, 32, progress_at(trainer.config, 0), torch.device("cpu"))
     assert isinstance(where, PixelWindows) and where.size == 16
     trainer.monitor.close()
 
@@ -173,13 +172,14 @@ def test_mimic3d_windows_stay_the_default(dataset, tmp_path):
     "overrides, message",
     [
         (["hyper_discriminator=null"], "hyper_discriminator: patch-wise training"),
-        (["patches.distribution=window"], "patches.distribution: patch-wise training draws scaled"),
+        (["patches.distribution=window"], "patches.distribution=window: patch-wise training draws scaled"),
         (["patches.min_scale=0.25"], "patches.min_scale"),
-        (["loss.density_reg=0.25"], "loss.density_reg: EpiGRAF has no density regulariser"),
+        (["loss.density_reg=0.25"], "loss.density_reg=0.25: EpiGRAF has no density regulariser"),
         (["loss.patch_gan=0.1"], "patch_discriminator: patch-wise training has no 3D-branch terms"),
-        (["hyper_discriminator.img_resolution=64"], "hyper_discriminator.img_resolution: 64 differs"),
+        (["hyper_discriminator.img_resolution=64"], "hyper_discriminator.img_resolution=64: 64 differs from generator"),
         (["data.gen_cameras=moon"], "data.gen_cameras"),
         (["patches.beta_end=0"], "patches.beta_end"),
+        (["run.batch_size=6"], "run.batch_size=6: chunks of 6 .* hyper_discriminator.mbstd_group_size=4"),
     ],
 )
 def test_bad_patch_wise_configs_name_the_field(overrides, message):
@@ -191,3 +191,19 @@ def test_mimic3d_with_both_patch_discriminators_is_refused():
     hyper = ["hyper_discriminator.img_resolution=32", "hyper_discriminator.patch_resolution=16"]
     with pytest.raises(ValueError, match="D\\^3D is either patch_discriminator or hyper_discriminator"):
         load_config("tiny-mimic3d-heads", ["data.path=x", *hyper])
+
+
+def test_epigraf_schedules_anneal_scales_and_density_noise(dataset, tmp_path):
+    config = tiny_config("epigraf", dataset)  # beta and density noise both over 5 kimg
+    assert config.patches.anneal_kimg == config.schedule.density_noise_kimg == 5
+    for kimg, beta, noise in [(0, 0.001, 1.0), (2.5, 0.001 + 0.799 / 2, 0.5), (5, 0.8, 0.0), (9, 0.8, 0.0)]:
+        progress = progress_at(config, int(kimg * 1000))
+        assert progress.patch_scales.beta == pytest.approx(beta, rel=1e-12)
+        assert progress.patch_scales.floor == config.min_patch_scale == 0.5  # 16 / 32
+        assert progress.density_noise_std == pytest.approx(noise, rel=1e-12)
+    trainer = Trainer(config, tmp_path / "run", progress_bar=False)
+    trainer.cur_nimg = 2500
+    trainer.train_step()
+    assert trainer.nets.G.density_noise_std == pytest.approx(0.5)  # G trains with it; G_ema is in eval
+    assert not trainer.nets.G_ema.training
+    trainer.monitor.close()

@@ -17,7 +17,6 @@ from mimic3d.training.patches import (
     PixelWindows,
     ScaledPatches,
     crop_windows,
-    render_scaled_patches,
     sample_scaled_patches,
     scale_schedule,
 )
@@ -130,19 +129,21 @@ def test_groups_share_one_draw_and_passes_draw_independently():
         _draw("beta", 0.0, count=6, group=4)
 
 
-def test_crop_samples_exactly_the_patch_points_of_any_scale_and_offset():
-    """A linear image a u + b v + c (u, v: pixel centres) is reproduced exactly by bilinear sampling,
-    so the crop must equal the same function at ``scaled_patch_uv``'s points."""
+@pytest.mark.parametrize("grid", ["centres", "corners"])
+def test_crop_samples_exactly_the_patch_points_of_any_scale_and_offset(grid):
+    """A linear image a u + b v + c (u, v: pixel centres on the grid) is reproduced exactly by
+    bilinear sampling, so the crop must equal the same function at ``scaled_patch_uv``'s points."""
     torch.manual_seed(0)
     size, patch_size = 48, 8
-    centres = (torch.arange(size, dtype=torch.float64) + 0.5) / size
+    index = torch.arange(size, dtype=torch.float64)
+    centres = (index + 0.5) / size if grid == "centres" else index / (size - 1)
     v, u = torch.meshgrid(centres, centres, indexing="ij")
     coefficients = torch.tensor([[0.7, -1.3, 0.2], [-0.4, 0.9, -0.1], [1.1, 0.3, 0.5]], dtype=torch.float64)
     image = torch.stack([a * u + b * v + c for a, b, c in coefficients]).float()[None].expand(5, -1, -1, -1)
     scale = patch_size / size + torch.rand(5) * (1 - patch_size / size)
     offset = torch.rand(5, 2) * (1 - scale[:, None])
-    crop = ScaledPatches(scale, offset, patch_size).crop(image)
-    uv = scaled_patch_uv(patch_size, scale.double(), offset.double())  # [5, 64, 2]
+    crop = ScaledPatches(scale, offset, patch_size, grid).crop(image)
+    uv = scaled_patch_uv(patch_size, scale.double(), offset.double(), grid)  # [5, 64, 2]
     expected = torch.einsum("kj,nmj->nkm", coefficients[:, :2], uv) + coefficients[:, 2, None]
     # Bilinear weights and grid coordinates are float32: a few eps of O(1) values.
     torch.testing.assert_close(crop.reshape(5, 3, -1).double(), expected, rtol=0, atol=2e-6)
@@ -163,37 +164,55 @@ def test_pixel_windows_are_scaled_patches_at_pixel_aligned_parameters():
     torch.testing.assert_close(resampled, exact, rtol=0, atol=1e-5)
 
 
-@pytest.fixture(scope="module")
-def scene():
-    """A fixed smooth scene: a tiny tri-plane generator's field, deterministic rendering."""
+@pytest.fixture(scope="module", params=["centres", "corners"])
+def scene(request):
+    """A fixed smooth scene on each pixel grid: a tiny generator's field, deterministic rendering
+    (EG3D's decoder and pixel centres; EpiGRAF's decoder, integration and corner grid)."""
     torch.manual_seed(0)
-    config = generator_preset("tiny-eg3d", superresolution="none", decoder_output_dim=3)
+    if request.param == "centres":
+        config = generator_preset("tiny-eg3d", superresolution="none", decoder_output_dim=3)
+    else:
+        config = generator_preset("tiny-epigraf")
+    assert config.rendering.pixel_grid == request.param
     G = TriplaneGenerator(config).eval().requires_grad_(False)
     G.renderer = G._renderer(perturb=False)
     c = sample_labels(PRESETS["ffhq"], 2, generator=torch.Generator().manual_seed(1))
-    planes = G.planes(G.mapping(torch.randn(2, G.z_dim), c))
-    return G, planes, c
+    ws = G.mapping(torch.randn(2, G.z_dim), c)
+    return G, ws, G.planes(ws), c
+
+
+def _aligned_cases(grid: str, size: int, patch: int) -> list[tuple[float, int]]:
+    """(scale, k): patches whose points fall on every k-th pixel centre. On pixel centres the
+    patch's j-th point is k (j + 1/2) / R + offset, a centre for odd k; on corners it is
+    s j / (r - 1) + offset, a corner point j k / (R - 1) for s = k (r - 1) / (R - 1)."""
+    if grid == "centres":
+        return [(k * patch / size, k) for k in (1, 3)]
+    return [(k * (patch - 1) / (size - 1), k) for k in (1, 3)]
 
 
 def test_patch_rays_hit_exactly_the_pixels_of_the_real_crop(scene):
-    """Render the full image and patches of it. A patch of r pixels at scale k r / R (k odd) and a
-    whole-pixel offset samples the centres of every k-th pixel, so the rendered patch must equal
-    both the real-image crop of the full render and those pixels (a misplaced grid moves all)."""
-    G, planes, c = scene
+    """Render the full image and patches of it. Where a patch's points fall on pixel centres, the
+    rendered patch must equal both the real-image crop of the full render and those pixels (a
+    misplaced grid moves every point)."""
+    G, ws, planes, c = scene
+    grid = G.config.rendering.pixel_grid
     size, patch = 32, 8
-    full, _ = G.render(planes, c, size, channels=3)  # [2, 3, 32, 32] at pixel centres
-    for k, (ox, oy) in [(1, (0, 0)), (1, (24, 17)), (3, (0, 8)), (3, (5, 2))]:
-        offset = torch.tensor([[ox, oy], [oy, ox]]) / size
-        where = ScaledPatches(torch.full([2], k * patch / size), offset, patch)
-        rendered = render_scaled_patches(G, planes, c, where)
-        # Rays from the same camera through points equal up to float32 rounding (~1e-7 in uv); the
-        # smooth field moves by far less than 1e-5 for that, by ~1e-3 for a half-pixel shift.
-        torch.testing.assert_close(rendered, where.crop(full), rtol=0, atol=1e-5)
-        steps = k * torch.arange(patch) + (k - 1) // 2
-        for i, (x0, y0) in enumerate([(ox, oy), (oy, ox)]):
-            pixels = full[i][:, y0 + steps][:, :, x0 + steps]
-            torch.testing.assert_close(rendered[i], pixels, rtol=0, atol=1e-5)
+    full, _ = G.render(planes, c, size, channels=3)  # [2, 3, 32, 32]
+    pitch = 1 / size if grid == "centres" else 1 / (size - 1)  # offset of one pixel
+    for scale, k in _aligned_cases(grid, size, patch):
+        for ox, oy in [(0, 0), (size - 1 - k * (patch - 1) - 1, 3), (5, 2)]:
+            offset = torch.tensor([[ox, oy], [oy, ox]]) * pitch
+            where = ScaledPatches(torch.full([2], scale), offset, patch, grid)
+            rendered = G.render_scaled_patch(ws, c, where.scale, where.offset, patch, planes=planes)["image"]
+            # Rays from the same camera through points equal up to float32 rounding (~1e-7 in uv);
+            # the smooth field moves by far less than 1e-5 for that, by ~1e-3 for a half-pixel shift.
+            torch.testing.assert_close(rendered, where.crop(full), rtol=0, atol=1e-5)
+            steps = k * torch.arange(patch) + ((k - 1) // 2 if grid == "centres" else 0)
+            for i, (x0, y0) in enumerate([(ox, oy), (oy, ox)]):
+                pixels = full[i][:, y0 + steps][:, :, x0 + steps]
+                torch.testing.assert_close(rendered[i], pixels, rtol=0, atol=1e-5)
     # Misaligned by half a pixel, the same comparison fails by orders of magnitude.
-    where = ScaledPatches(torch.full([2], 0.25), torch.full([2, 2], 0.5 / size), patch)
-    shifted = (render_scaled_patches(G, planes, c, where) - full[:, :, :8, :8]).abs().max()
-    assert shifted > 1e-3
+    scale = _aligned_cases(grid, size, patch)[0][0]
+    where = ScaledPatches(torch.full([2], scale), torch.full([2, 2], 0.5 * pitch), patch, grid)
+    rendered = G.render_scaled_patch(ws, c, where.scale, where.offset, patch, planes=planes)["image"]
+    assert (rendered - full[:, :, :patch, :patch]).abs().max() > 1e-3

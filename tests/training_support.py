@@ -21,6 +21,17 @@ from mimic3d.training.presets import (
 # Smaller than the demo preset: every code path, a fraction of the compute.
 RUN_OVERRIDES = ["run.grid_size=0", "run.video_frames=0", "run.keep_snapshots=null", "data.mirror=false"]
 TINY = [*SMOKE_OVERRIDES, *SMOKE_PATCH_OVERRIDES, *RUN_OVERRIDES]
+# Every regulariser every other step and ADA moving p every step, so that all state is exercised
+# on both sides of a resume point.
+RESUME_OVERRIDES = [
+    "loss.density_reg_interval=2",
+    "loss.r1_interval=2",
+    "loss.patch_r1_interval=2",
+    "augment.mode=ada",
+    "augment.interval=1",
+    "augment.p=0.5",
+    "augment.speed_kimg=0.1",
+]
 EPIGRAF_PRESETS = {"epigraf": "tiny-epigraf-heads", "epigraf-cars": "tiny-epigraf-cars"}
 FAMILY_OVERRIDES = {
     "eg3d": [
@@ -60,14 +71,20 @@ def write_random_dataset(path: Path, count: int = 12, resolution: int = 32, seed
     return path
 
 
+def epigraf_tiny_overrides(preset: str = "tiny-epigraf-heads") -> list[str]:
+    """The smoke sizes and run settings of ``TINY`` for an EpiGRAF preset (no dual discriminator)."""
+    return [*smoke_overrides(TrainConfig.from_dict(preset_dict(preset))), *RUN_OVERRIDES]
+
+
 def tiny_config(family: str, data_path: Path, *overrides: str) -> TrainConfig:
     """A tiny config of ``family`` (eg3d, stage1, stage2, e2e from the Mimic3D demo preset; epigraf,
     epigraf-cars from the tiny EpiGRAF presets)."""
     if family in EPIGRAF_PRESETS:
-        preset = preset_dict(EPIGRAF_PRESETS[family])
-        smoke = smoke_overrides(TrainConfig.from_dict(preset))
-        data = apply_overrides(preset, [*smoke, *RUN_OVERRIDES, f"data.path={data_path}", *overrides])
-        return TrainConfig.from_dict(data)
+        preset = EPIGRAF_PRESETS[family]
+        tiny = epigraf_tiny_overrides(preset)
+        return TrainConfig.from_dict(
+            apply_overrides(preset_dict(preset), [*tiny, f"data.path={data_path}", *overrides])
+        )
     data = apply_overrides(
         preset_dict("tiny-mimic3d-heads"),
         [*TINY, *FAMILY_OVERRIDES[family], f"data.path={data_path}", *overrides],

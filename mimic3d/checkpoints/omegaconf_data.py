@@ -110,11 +110,11 @@ def _resolve_value(value: Any, parent: ConfigRecord | None, depth: int) -> Any:
         return value
     whole = _INTERPOLATION.fullmatch(value)
     if whole:
-        target = _lookup(whole.group(1), parent)
+        target = _lookup(whole.group(1), parent, depth)
         return value if target is _UNRESOLVED else _plain(target, depth + 1)
 
     def substitute(match: re.Match[str]) -> str:
-        target = _lookup(match.group(1), parent)
+        target = _lookup(match.group(1), parent, depth)
         return match.group(0) if target is _UNRESOLVED else str(_plain(target, depth + 1))
 
     return _INTERPOLATION.sub(substitute, value)
@@ -123,23 +123,25 @@ def _resolve_value(value: Any, parent: ConfigRecord | None, depth: int) -> Any:
 _UNRESOLVED = object()
 
 
-def _lookup(path: str, parent: ConfigRecord | None) -> Any:
+def _lookup(path: str, parent: ConfigRecord | None, depth: int) -> Any:
     """The node at ``path`` (absolute, or relative with leading dots) seen from the container
-    ``parent``; ``_UNRESOLVED`` for resolver calls and missing keys."""
+    ``parent``; ``_UNRESOLVED`` for resolver calls and missing keys. Nodes on the way that are
+    themselves interpolations (``dataset: ${dataset}``) are followed."""
+    if depth > _MAX_DEPTH:
+        raise ValueError("config: interpolations nest too deeply (a cycle?)")
     if ":" in path or parent is None or not path.strip("."):
         return _UNRESOLVED
-    node: Any
+    node: Any = parent
     if path.startswith("."):
-        node = parent
         dots = len(path) - len(path.lstrip("."))
         for _ in range(dots - 1):
             node = node.parent if isinstance(node, ConfigRecord) else None
         path = path[dots:]
     else:
-        node = parent
         while isinstance(node, ConfigRecord) and node.parent is not None:
             node = node.parent
     for key in path.split("."):
+        node = _follow(node, depth)
         if not isinstance(node, ConfigRecord) or not node.is_container:
             return _UNRESOLVED
         content = node.state.get("_content")
@@ -149,4 +151,14 @@ def _lookup(path: str, parent: ConfigRecord | None) -> Any:
             node = content[int(key)]
         else:
             return _UNRESOLVED
+    return node
+
+
+def _follow(node: Any, depth: int) -> Any:
+    """The node a whole-value interpolation node points to (the node itself otherwise)."""
+    if isinstance(node, ConfigRecord) and not node.is_container:
+        value = node.state.get("_val")
+        whole = _INTERPOLATION.fullmatch(value) if isinstance(value, str) else None
+        if whole:
+            return _lookup(whole.group(1), node.parent, depth + 1)
     return node

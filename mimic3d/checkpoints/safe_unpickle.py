@@ -311,7 +311,7 @@ def _as_snapshot(data: Any, origin: str) -> dict[str, Any]:
 
 
 def read_official_pickle(path: str | os.PathLike[str]) -> dict[str, Any]:
-    """Read an official EG3D/Mimic3D network pickle as inert records; no pickled code runs.
+    """Read an official EG3D/Mimic3D/EpiGRAF network pickle as inert records; no pickled code runs.
 
     Returns ``{"G_ema": ModuleRecord, "G": ..., "D": ..., "training_set_kwargs": dict | None,
     "augment_pipe": ...}`` plus any other entry of the file (Mimic3D stage 2 adds ``"D_patch"``).

@@ -1,9 +1,10 @@
 """``mimic3d demo``: synthetic heads -> a tiny Mimic3D trained end to end on the CPU -> a report folder.
 
-Steps: render a small procedural ``heads`` dataset (``mimic3d dataset synth``), train the
-``tiny-mimic3d-heads`` preset (both branches from scratch) for a fixed time budget, then write a
-report: sample grids of both branches, a multi-view video of the 3D branch, a mesh, offline metrics
-(SWD, reprojection consistency) and the run's TensorBoard logs. Everything lands in ``--outdir``.
+Steps: render a small procedural ``heads`` (or ``cars``) dataset (``mimic3d dataset synth``), train
+the ``tiny-mimic3d-heads`` preset (both branches from scratch; ``--preset`` picks the cars, EG3D or
+EpiGRAF variants) for a fixed time budget, then write a report: sample grids of the trained
+branches, a multi-view video of the 3D render, a mesh, offline metrics (SWD, reprojection
+consistency) and the run's TensorBoard logs. Everything lands in ``--outdir``.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from pathlib import Path
 import torch
 
 from mimic3d.checkpoints.pretrained import resolve_weight_files
+from mimic3d.cli.arguments import integer, path, positive_int, positive_number
 from mimic3d.data.synth import synth_dataset
 from mimic3d.losses.lpips import LPIPS_VGG_WEIGHTS, VGG16_WEIGHTS
 from mimic3d.training.loop import Trainer
@@ -23,32 +25,52 @@ from mimic3d.training.presets import load_config
 from mimic3d.training.report import Report, write_report
 from mimic3d.training.rundir import new_run_dir
 
-DEMO_PRESETS = ("tiny-mimic3d-heads", "tiny-mimic3d-cars", "tiny-eg3d-heads")
+DEMO_PRESETS = (
+    "tiny-mimic3d-heads",
+    "tiny-mimic3d-cars",
+    "tiny-eg3d-heads",
+    "tiny-epigraf-heads",
+    "tiny-epigraf-cars",
+)
 RESOLUTION = 32
+DEMO_MINUTES = 7.0  # the training budget README.md, docs/training.md and `mimic3d --help` quote
+MIN_IMAGES = 8
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "demo",
-        description="Render a synthetic heads dataset, train a tiny Mimic3D end to end for --minutes, and "
-        "write a report folder (samples of both branches, 3D-branch video, mesh, offline metrics, "
+        description="Render a synthetic heads dataset, train a tiny Mimic3D end to end (or the --preset "
+        "variant: cars, EG3D, EpiGRAF) for --minutes, and "
+        "write a report folder (samples of the trained branches, 3D video, mesh, offline metrics, "
         "TensorBoard logs). Runs offline; LPIPS uses its official weights when present, else random ones.",
     )
     parser.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="training config overrides")
-    parser.add_argument("--outdir", default="demo-output", help="output folder (default: demo-output)")
-    parser.add_argument("--minutes", type=float, default=7.0, help="training time budget (default: 7)")
-    parser.add_argument("--images", type=int, default=800, help="synthetic images to render (default: 800)")
+    parser.add_argument(
+        "--outdir", type=path, default="demo-output", help="output folder (default: demo-output)"
+    )
+    parser.add_argument(
+        "--minutes",
+        type=positive_number,
+        default=DEMO_MINUTES,
+        help=f"training time budget (default: {DEMO_MINUTES:g})",
+    )
+    parser.add_argument(
+        "--images", type=integer(MIN_IMAGES), default=800, help="synthetic images to render (default: 800)"
+    )
     parser.add_argument(
         "--preset", choices=DEMO_PRESETS, default=DEMO_PRESETS[0], help="tiny preset to train"
     )
-    parser.add_argument("--weights-dir", default=None, help="folder with the LPIPS weight files (optional)")
     parser.add_argument(
-        "--video-frames", type=int, default=36, help="frames of the report video (default: 36)"
+        "--weights-dir", type=path, default=None, help="folder with the LPIPS weight files (optional)"
     )
     parser.add_argument(
-        "--metric-images", type=int, default=256, help="images per SWD estimate (default: 256)"
+        "--video-frames", type=positive_int, default=36, help="frames of the report video (default: 36)"
     )
-    parser.add_argument("--seed", type=int, default=0, help="random seed of data and training")
+    parser.add_argument(
+        "--metric-images", type=positive_int, default=256, help="images per SWD estimate (default: 256)"
+    )
+    parser.add_argument("--seed", type=integer(0), default=0, help="random seed of data and training")
     parser.set_defaults(func=run_demo)
 
 
@@ -79,8 +101,6 @@ def make_dataset(outdir: Path, kind: str, count: int, seed: int) -> Path:
 
 
 def run_demo(args: argparse.Namespace) -> int:
-    if args.minutes <= 0 or args.images < 8:
-        raise ValueError("--minutes must be > 0 and --images at least 8")
     start = time.monotonic()
     outdir = Path(args.outdir)
     outdir.mkdir(parents=True, exist_ok=True)
@@ -88,13 +108,13 @@ def run_demo(args: argparse.Namespace) -> int:
     data = make_dataset(outdir, kind, args.images, args.seed)
 
     lpips = choose_lpips(args.weights_dir)
-    if lpips == "untrained" and "eg3d" not in args.preset:
-        _say("!!! LPIPS weights not found: training with loss.lpips=untrained (a random-feature distance).")
-        _say("!!! The imitation loss is then NOT the paper's perceptual loss; see docs/losses.md.")
     overrides = [f"data.path={data}", f"loss.lpips={lpips}", f"run.seed={args.seed}"]
     if args.weights_dir is not None:
         overrides.append(f"loss.lpips_weights_dir={args.weights_dir}")
     config, _ = load_config(args.preset, [*overrides, *args.overrides])
+    if lpips == "untrained" and config.loss.imitation_weight > 0:
+        _say("!!! LPIPS weights not found: training with loss.lpips=untrained (a random-feature distance).")
+        _say("!!! The imitation loss is then NOT the paper's perceptual loss; see docs/losses.md.")
     run_dir = new_run_dir(outdir / "runs", args.preset)
     threads = torch.get_num_threads()
     _say(f"training {args.preset} for {args.minutes:g} min on {threads} CPU thread(s) in {run_dir}")
@@ -104,7 +124,13 @@ def run_demo(args: argparse.Namespace) -> int:
 
     _say("writing the report (samples, video, mesh, metrics)")
     report = write_report(
-        trainer.nets.G_ema, trainer.dataset, outdir / "report", args.video_frames, args.metric_images
+        trainer.nets.G_ema,
+        trainer.dataset,
+        outdir / "report",
+        args.video_frames,
+        args.metric_images,
+        # EpiGRAF has only the direct render; EG3D's report also shows its untrained full-resolution one.
+        trainer.branches if config.patch_wise else ("2d", "3d"),
     )
     report.files["snapshot"] = result.snapshot
     report.files["tensorboard logs"] = run_dir

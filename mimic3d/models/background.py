@@ -70,7 +70,7 @@ class FourierFeatures(nn.Module):
         return 2 * self.frequencies.numel()
 
     def forward(self, x: Tensor) -> Tensor:
-        phase = (x.float() * self.period)[..., None] * self.frequencies
+        phase = (x * self.period)[..., None] * self.frequencies.to(x.dtype)
         return torch.cat([phase.sin(), phase.cos()], -1).flatten(-2)
 
 

@@ -196,29 +196,6 @@ class GeneratorConfig:
         return config_from_dict(cls, data, where="generator config")
 
 
-def _eg3d(img_resolution: int, rendering: RenderConfig, **overrides: Any) -> GeneratorConfig:
-    superresolution, sr_channels = {
-        512: ("hybrid8xdc", (256, 128)),
-        256: ("hybrid4x", (128, 64)),
-        128: ("hybrid2x", (128, 64)),
-    }[img_resolution]
-    options = dict(
-        img_resolution=img_resolution,
-        superresolution=superresolution,
-        sr_channels=sr_channels,
-        rendering=rendering,
-    )
-    options.update(overrides)
-    return GeneratorConfig(**options)
-
-
-def _mimic3d(
-    img_resolution: int, rendering: RenderConfig, stage: int = 2, **overrides: Any
-) -> GeneratorConfig:
-    rendering = dataclasses.replace(rendering, convention="xyz")
-    return _eg3d(img_resolution, rendering, aware3d=True, sr3d=stage == 2, **overrides)
-
-
 def _tiny(convention: str = "eg3d", **overrides: Any) -> GeneratorConfig:
     """A few-thousand-parameter model with every code path of the full one (tests, CPU demos)."""
     rendering = dataclasses.replace(
@@ -262,8 +239,10 @@ def epigraf_render_config(
     return RenderConfig(**options)
 
 
-def _epigraf(img_resolution: int, rendering: RenderConfig, **overrides: Any) -> GeneratorConfig:
-    """EpiGRAF: a 512^2 x (3 x 32) tri-plane whatever the image size, no super-resolution, conv clamp 256."""
+def epigraf_architecture(img_resolution: int, rendering: RenderConfig, **overrides: Any) -> GeneratorConfig:
+    """EpiGRAF's generator (universome/epigraf configs/model/epigraf.yaml): a 512^2 x (3 x 32) tri-plane
+    whatever the image size, mapping depth 2, conv clamp 256, no super-resolution, its decoder and
+    ``rendering`` (e.g. ``EPIGRAF_FACE_RENDERING``); the training presets epigraf-* use it."""
     options = dict(
         img_resolution=img_resolution,
         triplane_resolution=512,
@@ -283,8 +262,11 @@ def _epigraf(img_resolution: int, rendering: RenderConfig, **overrides: Any) -> 
 
 # EpiGRAF's cameras (configs/dataset): FFHQ and cats fov 12 deg at radius 1, rays 0.88..1.12 in a cube of
 # half-size 0.2; Megascans fov 30 deg, rays 0.75..1.25, cube 0.475, white background, 8 sphere samples.
-_EPIGRAF_FACE = epigraf_render_config(0.88, 1.12, 0.2)
-_EPIGRAF_MEGASCANS = epigraf_render_config(0.75, 1.25, 0.475, white_background=True, background_samples=8)
+EPIGRAF_FACE_RENDERING = epigraf_render_config(0.88, 1.12, 0.2)
+EPIGRAF_MEGASCANS_RENDERING = epigraf_render_config(
+    0.75, 1.25, 0.475, white_background=True, background_samples=8
+)
+
 
 def _tiny_epigraf(rendering: RenderConfig, **overrides: Any) -> GeneratorConfig:
     """A tiny EpiGRAF generator (tests, CPU demos): 3 x 8-channel 32^2 tri-planes, 32^2 images."""
@@ -297,47 +279,46 @@ def _tiny_epigraf(rendering: RenderConfig, **overrides: Any) -> GeneratorConfig:
         channel_max=32,
     )
     options.update(overrides)
-    return _epigraf(32, rendering, **options)
+    return epigraf_architecture(32, rendering, **options)
 
 
-_FACE, _SHAPENET = RENDER_PRESETS["ffhq"], RENDER_PRESETS["shapenet"]
-_PRESETS: dict[str, GeneratorConfig] = {
-    "eg3d-ffhq512": _eg3d(512, _FACE),
-    "eg3d-afhq512": _eg3d(512, RENDER_PRESETS["afhq"], neural_rendering_resolution=128),
-    "eg3d-shapenet128": _eg3d(128, _SHAPENET, c_gen_conditioning_zero=True),
-    "mimic3d-ffhq512-stage1": _mimic3d(512, _FACE, stage=1),
-    "mimic3d-ffhq512": _mimic3d(512, _FACE),
-    "mimic3d-ffhq256": _mimic3d(256, _FACE),
-    "mimic3d-afhq512": _mimic3d(512, RENDER_PRESETS["afhq"]),
-    "mimic3d-shapenet128": _mimic3d(128, _SHAPENET),
+# Test-sized generators with every code path of the full ones; every other preset name is a
+# training preset's (its YAML holds its generator).
+_TINY_PRESETS: dict[str, GeneratorConfig] = {
     "tiny-eg3d": _tiny(),
     "tiny-mimic3d-stage1": _tiny(convention="xyz", aware3d=True),
     "tiny-mimic3d": _tiny(convention="xyz", aware3d=True, sr3d=True),
-    "epigraf-ffhq512": _epigraf(512, _EPIGRAF_FACE),
-    "epigraf-ffhq256": _epigraf(256, _EPIGRAF_FACE),
-    "epigraf-cats256": _epigraf(256, _EPIGRAF_FACE),
-    "epigraf-megascans256": _epigraf(256, _EPIGRAF_MEGASCANS, background=BackgroundConfig()),
     "tiny-epigraf": _tiny_epigraf(epigraf_render_config(2.25, 3.3, 0.5, samples=6)),
     "tiny-epigraf-bg": _tiny_epigraf(
         epigraf_render_config(0.75, 1.25, 0.475, samples=6, white_background=True, background_samples=4),
         background=BackgroundConfig(channel_base=64, channel_max=16),
     ),
 }
-GENERATOR_PRESET_NAMES = tuple(_PRESETS)
+
+
+def generator_preset_names() -> list[str]:
+    """Every name ``generator_preset`` knows: the training presets' and the tiny test generators'."""
+    from mimic3d.training.presets import preset_names  # lazily: the training layer builds on this one
+
+    return sorted([*preset_names(), *_TINY_PRESETS])
 
 
 def generator_preset(name: str, **overrides: Any) -> GeneratorConfig:
-    """A fresh copy of a named configuration, optionally with some fields replaced.
+    """A fresh copy of a named generator configuration, optionally with some fields replaced.
 
-    Names: eg3d-{ffhq512, afhq512, shapenet128}, mimic3d-ffhq512-stage1 (3D-aware stream only),
-    mimic3d-{ffhq512, ffhq256, afhq512, shapenet128} (stage 2: stream + 3D super-resolution),
-    epigraf-{ffhq512, ffhq256, cats256, megascans256} (class-conditional Megascans Plants: add
-    ``class_dim=198``, Food with labels: ``class_dim=10``) and tiny-{eg3d, mimic3d-stage1, mimic3d,
-    epigraf, epigraf-bg} for tests and CPU demos. tiny-epigraf renders EG3D's FFHQ camera range
-    (2.25..3.3, the synthetic heads' cameras); tiny-epigraf-bg has a sphere background and
-    EpiGRAF's Megascans cameras.
+    Names are the training presets' (``mimic3d train --list-presets``: eg3d-ffhq512,
+    mimic3d-ffhq512-stage1, mimic3d-ffhq512-stage2, mimic3d-ffhq256, ...), giving the generator a run
+    of that preset starts with, plus tiny-eg3d, tiny-mimic3d-stage1, tiny-mimic3d, tiny-epigraf
+    (EpiGRAF on EG3D's FFHQ camera range 2.25..3.3, the synthetic heads' cameras) and
+    tiny-epigraf-bg (sphere background, EpiGRAF's Megascans cameras): few-thousand-parameter models
+    for tests and CPU experiments. Full-size EpiGRAF configurations: ``epigraf_architecture``.
     """
-    if name not in _PRESETS:
-        raise ValueError(f"preset: unknown name {name!r}; expected one of {list(GENERATOR_PRESET_NAMES)}")
-    config = copy.deepcopy(_PRESETS[name])
+    if name in _TINY_PRESETS:
+        config = copy.deepcopy(_TINY_PRESETS[name])
+    else:
+        from mimic3d.training.presets import preset_dict, preset_names
+
+        if name not in preset_names():
+            raise ValueError(f"preset: unknown name {name!r}; expected one of {generator_preset_names()}")
+        config = GeneratorConfig.from_dict(preset_dict(name).get("generator", {}))
     return dataclasses.replace(config, **overrides) if overrides else config

@@ -38,7 +38,9 @@ API used by the trainers and tools (all methods; c is always the 25-float camera
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, replace
+from functools import partial
 from typing import Any
 
 import torch
@@ -59,6 +61,7 @@ from mimic3d.render import (
     generate_scaled_patch_rays,
 )
 from mimic3d.render.field import Field
+from mimic3d.render.renderer import RenderResult
 from mimic3d.render.triplane import to_plane_frame
 
 BRANCHES = ("2d", "3d")
@@ -181,7 +184,15 @@ class TriplaneGenerator(nn.Module):
         [N, class_dim], which follow the camera in the conditioning input.
         """
         return map_latents(
-            self.backbone.mapping, self.config, z, c, truncation_psi, truncation_cutoff, update_emas, labels
+            self.backbone.mapping,
+            self.config,
+            z,
+            c,
+            truncation_psi,
+            truncation_cutoff,
+            update_emas,
+            labels,
+            self.decoder.net[0].weight,
         )
 
     def planes(
@@ -234,15 +245,20 @@ class TriplaneGenerator(nn.Module):
         """
         if branch not in BRANCHES:
             raise ValueError(f"branch: expected one of {BRANCHES}, got {branch!r}")
-        self._check_camera(c, ws.shape[0])
+        ws = self._input(ws, "ws", [self.num_ws, self.w_dim], "styles")
+        c = self._camera(c, ws.shape[0])
         if branch == "3d":
-            resolution = neural_rendering_resolution or self.img_resolution
+            resolution = (
+                self.img_resolution if neural_rendering_resolution is None else neural_rendering_resolution
+            )
             if planes is None:
                 planes = self.planes(ws, noise_mode=noise_mode, fused_modconv=fused_modconv)
             rgb, depth = self.render(planes, c, resolution, perturb=perturb, generator=generator, channels=3)
             return {"image": rgb, "image_raw": rgb, "image_depth": depth}
 
-        resolution = neural_rendering_resolution or self.config.neural_rendering_resolution
+        resolution = neural_rendering_resolution
+        if resolution is None:
+            resolution = self.config.neural_rendering_resolution
         if planes is None:
             planes = self.planes(ws, noise_mode=noise_mode, residual=False, fused_modconv=fused_modconv)
         elif planes.residual is not None:
@@ -317,13 +333,13 @@ class TriplaneGenerator(nn.Module):
 
         ``channels`` renders only the first feature channels (3: RGB, all the 3D branch shows).
         """
-        self._check_camera(c, planes.batch_size)
+        c = self._camera(c, planes.batch_size)
         if isinstance(resolution, bool) or not isinstance(resolution, int) or resolution < 1:
             raise ValueError(f"neural_rendering_resolution: expected a positive int, got {resolution!r}")
         cam2world, intrinsics = split_label(c)
         grid = self.config.rendering.pixel_grid
         origins, directions = generate_rays(cam2world, intrinsics, resolution, grid)
-        result = self._render_rays(planes, origins, directions, perturb, generator, channels)
+        result = self.render_rays(planes, origins, directions, perturb, generator, channels)
         return _to_image(result.features, resolution), _to_image(result.depth, resolution)
 
     def render_scaled_patch(
@@ -345,20 +361,17 @@ class TriplaneGenerator(nn.Module):
         fractions (y down; see ``mimic3d.render.rays.scaled_patch_uv``). scale 1, offset 0 gives the
         full image at resolution r. Returns ``image`` [N, 3, r, r] and ``image_depth`` [N, 1, r, r].
         """
-        self._check_camera(c, ws.shape[0])
         if isinstance(resolution, bool) or not isinstance(resolution, int) or resolution < 1:
             raise ValueError(f"resolution: expected a positive int, got {resolution!r}")
-        if planes is None:
-            planes = self.planes(ws, noise_mode=noise_mode, fused_modconv=fused_modconv)
-        cam2world, intrinsics = split_label(c)
-        origins, directions = generate_scaled_patch_rays(
-            cam2world, intrinsics, resolution, scale, offset, self.config.rendering.pixel_grid
+        rays = partial(
+            generate_scaled_patch_rays,
+            patch_resolution=resolution,
+            scale=scale,
+            offset=offset,
+            grid=self.config.rendering.pixel_grid,
         )
-        result = self._render_rays(planes, origins, directions, perturb, generator, 3)
-        return {
-            "image": _to_image(result.features, resolution),
-            "image_depth": _to_image(result.depth, resolution),
-        }
+        options = (noise_mode, perturb, planes, fused_modconv, generator)
+        return self._render_window(ws, c, rays, resolution, *options)
 
     def render_patch(
         self,
@@ -379,18 +392,36 @@ class TriplaneGenerator(nn.Module):
         equals the same crop of ``synthesis(ws, c, branch="3d")``. top, left: ints or [N] tensors.
         Returns ``image`` [N, 3, size, size] and ``image_depth`` [N, 1, size, size].
         """
-        self._check_camera(c, ws.shape[0])
+        rays = partial(
+            generate_patch_rays,
+            resolution=self.img_resolution,
+            top=top,
+            left=left,
+            size=size,
+            grid=self.config.rendering.pixel_grid,
+        )
+        return self._render_window(ws, c, rays, size, noise_mode, perturb, planes, fused_modconv, generator)
+
+    def _render_window(
+        self,
+        ws: Tensor,
+        c: Tensor,
+        rays: Callable[[Tensor, Tensor], tuple[Tensor, Tensor]],
+        size: int,
+        noise_mode: str,
+        perturb: bool | None,
+        planes: Triplanes | None,
+        fused_modconv: bool | None,
+        generator: torch.Generator | None,
+    ) -> dict[str, Tensor]:
+        """RGB and depth [N, C, size, size] along ``rays(cam2world, intrinsics)`` (a patch's size^2 rays)."""
+        ws = self._input(ws, "ws", [self.num_ws, self.w_dim], "styles")
+        c = self._camera(c, ws.shape[0])
         if planes is None:
             planes = self.planes(ws, noise_mode=noise_mode, fused_modconv=fused_modconv)
-        cam2world, intrinsics = split_label(c)
-        origins, directions = generate_patch_rays(
-            cam2world, intrinsics, self.img_resolution, top, left, size, self.config.rendering.pixel_grid
-        )
-        result = self._render_rays(planes, origins, directions, perturb, generator, 3)
-        return {
-            "image": _to_image(result.features, size),
-            "image_depth": _to_image(result.depth, size),
-        }
+        origins, directions = rays(*split_label(c))
+        result = self.render_rays(planes, origins, directions, perturb, generator, 3)
+        return {"image": _to_image(result.features, size), "image_depth": _to_image(result.depth, size)}
 
     def sample_density(
         self,
@@ -408,17 +439,16 @@ class TriplaneGenerator(nn.Module):
             planes = self.planes(ws, noise_mode=noise_mode, fused_modconv=fused_modconv)
         return self.renderer.sample_density(planes.field_planes(), self.decoder, points)
 
-    # ------------------------------------------------------------------ helpers
-
-    def _render_rays(
+    def render_rays(
         self,
         planes: Triplanes,
         origins: Tensor,
         directions: Tensor,
-        perturb: bool | None,
-        generator: torch.Generator | None,
-        channels: int | None,
-    ) -> Any:
+        perturb: bool | None = None,
+        generator: torch.Generator | None = None,
+        channels: int | None = None,
+    ) -> RenderResult:
+        """The planes' field (and background, density noise in training) along any rays [N, M, 3]."""
         noise = self._density_noise_std if self.training else 0.0
         return self._renderer(perturb)(
             planes.field_planes(),
@@ -446,6 +476,8 @@ class TriplaneGenerator(nn.Module):
 
         return field
 
+    # ------------------------------------------------------------------ helpers
+
     def _fused(self, fused_modconv: bool | None) -> bool:
         return (not self.training) if fused_modconv is None else bool(fused_modconv)
 
@@ -454,8 +486,11 @@ class TriplaneGenerator(nn.Module):
             return self.renderer
         return TriplaneRenderer(replace(self.renderer.config, perturb=bool(perturb)))
 
-    def _check_camera(self, c: Any, batch_size: int | None) -> None:
-        check_camera(c, self.c_dim, batch_size)
+    def _input(self, x: Any, name: str, shape: list[int], what: str) -> Tensor:
+        return checked_input(x, name, shape, what, self.decoder.net[0].weight)
+
+    def _camera(self, c: Any, batch_size: int) -> Tensor:
+        return checked_camera(c, self.c_dim, batch_size, self.decoder.net[0].weight)
 
     def extra_repr(self) -> str:
         cfg = self.config
@@ -466,13 +501,27 @@ class TriplaneGenerator(nn.Module):
         )
 
 
-def check_camera(c: Any, c_dim: int, batch_size: int | None) -> None:
-    """ValueError unless c is a camera label tensor [N, c_dim] (N = ``batch_size`` when given)."""
-    if not isinstance(c, Tensor) or c.ndim != 2 or c.shape[1] != c_dim:
-        shape = list(c.shape) if isinstance(c, Tensor) else type(c).__name__
-        raise ValueError(f"c: expected a camera label tensor [N, {c_dim}], got {shape}")
-    if batch_size is not None and c.shape[0] != batch_size:
+def checked_input(x: Any, name: str, shape: list[int], what: str, reference: Tensor) -> Tensor:
+    """``x`` checked to be a floating-point tensor [N, *shape], cast to the device and dtype of a
+    model's ``reference`` weight."""
+    if not isinstance(x, Tensor) or x.ndim != 1 + len(shape) or list(x.shape[1:]) != shape:
+        got = list(x.shape) if isinstance(x, Tensor) else type(x).__name__
+        raise ValueError(f"{name}: expected {what} [N, {', '.join(map(str, shape))}], got {got}")
+    if not x.is_floating_point():
+        raise ValueError(f"{name}: expected a floating-point tensor, got {x.dtype}")
+    return x.to(device=reference.device, dtype=reference.dtype)
+
+
+def checked_camera(c: Any, c_dim: int, batch_size: int, reference: Tensor) -> Tensor:
+    """Camera labels c [N, c_dim] checked (shape, batch, finite values) and cast like ``checked_input``."""
+    c = checked_input(c, "c", [c_dim], "camera labels", reference)
+    if c.shape[0] != batch_size:
         raise ValueError(f"c: batch size {c.shape[0]} differs from the latents' {batch_size}")
+    if not bool(torch.isfinite(c).all()):
+        raise ValueError(
+            "c: camera labels hold NaN or infinite values (mimic3d.camera.validate_label names them)"
+        )
+    return c
 
 
 def map_latents(
@@ -480,30 +529,28 @@ def map_latents(
     config: GeneratorConfig,
     z: Tensor,
     c: Tensor,
-    truncation_psi: float = 1.0,
-    truncation_cutoff: int | None = None,
-    update_emas: bool = False,
-    labels: Tensor | None = None,
+    truncation_psi: float,
+    truncation_cutoff: int | None,
+    update_emas: bool,
+    labels: Tensor | None,
+    reference: Tensor,
 ) -> Tensor:
     """``TriplaneGenerator.mapping`` of a generator configured by ``config`` whose mapping network is
-    ``mapping`` (also the distilled students', which keep their teacher's)."""
-    n = z.shape[0] if isinstance(z, Tensor) else None
-    check_camera(c, config.c_dim, n)
+    ``mapping`` (also the distilled students', which keep their teacher's); inputs are cast like
+    ``reference``."""
+    z = checked_input(z, "z", [config.z_dim], "latents", reference)
+    c = checked_camera(c, config.c_dim, z.shape[0], reference)
     parts = []
     if config.pose_conditioning:
         if config.c_gen_conditioning_zero:
             c = torch.zeros_like(c)
         parts.append(c * config.c_scale)
     if config.class_dim:
-        if not isinstance(labels, Tensor) or labels.ndim != 2 or labels.shape[1] != config.class_dim:
-            shape = list(labels.shape) if isinstance(labels, Tensor) else type(labels).__name__
-            raise ValueError(
-                f"labels: this model is class-conditional; expected one-hot labels "
-                f"[N, {config.class_dim}], got {shape}"
-            )
+        labels = checked_input(labels, "labels", [config.class_dim], "one-hot class labels", reference)
         if labels.shape[0] != c.shape[0]:
-            raise ValueError(f"labels: batch size {labels.shape[0]} differs from the cameras' {n}")
-        parts.append(labels.to(c.dtype))
+            n, m = labels.shape[0], c.shape[0]
+            raise ValueError(f"labels: batch size {n} differs from the latents' {m}")
+        parts.append(labels)
     elif labels is not None:
         raise ValueError("labels: this model is not class-conditional (class_dim is 0)")
     return mapping(

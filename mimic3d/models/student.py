@@ -37,7 +37,7 @@ from torch import Tensor, nn
 
 from mimic3d.camera import PRESETS, sample_labels
 from mimic3d.models.config import SUPERRESOLUTION_INPUT_DIVISOR, GeneratorConfig
-from mimic3d.models.generator import TriplaneGenerator, check_camera, map_latents
+from mimic3d.models.generator import TriplaneGenerator, checked_camera, checked_input, map_latents
 from mimic3d.models.superresolution import SuperResolution
 from mimic3d.nn.mapping import MappingNetwork
 from mimic3d.nn.modulated import NOISE_MODES
@@ -276,7 +276,15 @@ class StudentGenerator(nn.Module):
         """The teacher's mapping: z [N, z_dim], conditioning camera c [N, 25] -> teacher ws
         [N, num_ws, w_dim]. ``update_emas`` is accepted and ignored: the teacher's w_avg is frozen."""
         return map_latents(
-            self.teacher_mapping, self.config.teacher, z, c, truncation_psi, truncation_cutoff, False, labels
+            self.teacher_mapping,
+            self.config.teacher,
+            z,
+            c,
+            truncation_psi,
+            truncation_cutoff,
+            False,
+            labels,
+            self.w_mean,
         )
 
     @torch.no_grad()
@@ -299,14 +307,11 @@ class StudentGenerator(nn.Module):
     def student_ws(self, ws: Tensor, c: Tensor) -> Tensor:
         """Teacher ws [N, num_ws, w_dim] and rendering camera c [N, 25] -> the synthesis ws
         [N, student num_ws, w_dim]: the pose mapping of each standardised teacher w at its layer."""
-        if ws.ndim != 3 or tuple(ws.shape[1:]) != (self.num_ws, self.w_dim):
-            raise ValueError(
-                f"ws: expected teacher ws [N, {self.num_ws}, {self.w_dim}], got {list(ws.shape)}"
-            )
-        check_camera(c, self.c_dim, ws.shape[0])
+        ws = checked_input(ws, "ws", [self.num_ws, self.w_dim], "teacher ws", self.w_mean)
+        c = checked_camera(c, self.c_dim, ws.shape[0], self.w_mean)
         n, layers = ws.shape[0], self.layer_index.shape[0]
-        w = (ws.index_select(1, self.layer_index).float() - self.w_mean) / self.w_std
-        cameras = c.float()[:, None].expand(n, layers, self.c_dim)
+        w = (ws.index_select(1, self.layer_index) - self.w_mean) / self.w_std
+        cameras = c[:, None].expand(n, layers, self.c_dim)
         out = self.pose_mapping(w.reshape(n * layers, self.w_dim), cameras.reshape(n * layers, self.c_dim))
         return out.view(n, layers, self.w_dim)
 

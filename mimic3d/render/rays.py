@@ -1,4 +1,5 @@
-"""Camera rays for full images and patches.
+"""Camera rays for full images and patches, in EG3D's convention (NVlabs/eg3d,
+``eg3d/training/volumetric_rendering/ray_sampler.py``) and EpiGRAF's pixel grid.
 
 Pixel (i, j) of an R x R image has its centre at u = (j + 0.5) / R, v = (i + 0.5) / R in normalised
 image coordinates (row 0 at the top, u right, v down): the "centres" pixel grid of EG3D. EpiGRAF's
@@ -39,9 +40,9 @@ def _pixel_centres(index: Tensor, resolution: int, grid: str = "centres") -> Ten
     """Normalised centre of pixel ``index`` on an axis of ``resolution`` pixels: (j + 0.5) / R with
     EG3D's exact arithmetic ("centres") or j / (R - 1) as EpiGRAF's linspace(-1, 1, R) ("corners")."""
     if grid == "centres":
-        return index.float() * (1.0 / resolution) + (0.5 / resolution)
+        return index.to(torch.get_default_dtype()) * (1.0 / resolution) + (0.5 / resolution)
     if grid == "corners":
-        return index.float() / max(resolution - 1, 1)
+        return index.to(torch.get_default_dtype()) / max(resolution - 1, 1)
     raise ValueError(f"pixel_grid: expected one of {PIXEL_GRIDS}, got {grid!r}")
 
 

@@ -110,7 +110,8 @@ def importance_sample(
         raise ValueError(f"weights: expected shape {[n, m, s - 1, 1]}, got {list(weights.shape)}")
     with torch.no_grad():
         flat_depths = depths.reshape(n * m, s)
-        smoothed = F.max_pool1d(weights.reshape(n * m, 1, s - 1).float(), 2, 1, padding=1)
+        rows = weights.reshape(n * m, 1, s - 1).to(torch.get_default_dtype())
+        smoothed = F.max_pool1d(rows, 2, 1, padding=1)
         smoothed = F.avg_pool1d(smoothed, 2, 1).squeeze(1) + 0.01  # [R, S - 1]
         midpoints = 0.5 * (flat_depths[:, :-1] + flat_depths[:, 1:])
         fine = sample_pdf(

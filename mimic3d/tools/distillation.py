@@ -12,12 +12,12 @@ import torch
 
 from mimic3d.models.generator import TriplaneGenerator
 from mimic3d.models.student import StudentGenerator
+from mimic3d.runtime import resolve_device
 from mimic3d.tools.imaging import resize_images, save_png, tile_grid, to_uint8
 from mimic3d.tools.latents import seed_ws
 from mimic3d.tools.parsing import parse_seeds
-from mimic3d.tools.rendering import load_generator, render_branch, render_settings, resolve_device
+from mimic3d.tools.rendering import load_generator, render_branch, render_settings
 from mimic3d.tools.viewpoints import camera_preset_for, view_labels
-from mimic3d.training.snapshot import LATEST_FILE, latest_snapshot
 
 
 def sweep_offsets(views: int, yaw_range: float) -> list[float]:
@@ -65,12 +65,9 @@ def comparison_grid(
 
 def load_student(source: str | os.PathLike, device: torch.device) -> StudentGenerator:
     """The student of a checkpoint or of a distillation run folder (its latest snapshot)."""
-    path = Path(source).expanduser()
-    if path.is_dir() and (path / LATEST_FILE).is_file():
-        path = latest_snapshot(path)
-    student = load_generator(path, device)
+    student = load_generator(source, device)
     if not isinstance(student, StudentGenerator):
-        raise ValueError(f"--evaluate: {path} holds a {type(student).__name__}, not a distilled student")
+        raise ValueError(f"--evaluate: {source} holds a {type(student).__name__}, not a distilled student")
     return student
 
 

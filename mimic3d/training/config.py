@@ -5,6 +5,8 @@ and ``from_dict`` names every unknown or ill-typed field by its dotted path
 (``loss.r1_gamma: expected a number``). Presets live in ``mimic3d/training/presets/*.yaml``
 (see ``mimic3d.training.presets``). Durations given "at batch 32" are scaled by batch / 32 exactly
 as EG3D does when ``schedule.scale_with_batch`` is true (blur fade and EMA half-life).
+Path fields (``PATH_FIELDS``) are stored expanded (``~``, ``$VARS``) and absolute, so a saved config
+names the same files when a run is resumed from another folder.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
+from mimic3d.camera import PRESETS as CAMERA_PRESETS
 from mimic3d.metrics.protocols import get_protocol
 from mimic3d.models.config import GeneratorConfig
 from mimic3d.models.discriminator import DualDiscriminatorConfig
@@ -21,14 +24,17 @@ from mimic3d.models.patch_discriminator import (
     HyperModulatedPatchDiscriminatorConfig,
     PatchDiscriminatorConfig,
 )
+from mimic3d.paths import absolute_path
 from mimic3d.training.augment import AugmentConfig
 from mimic3d.training.distill_config import DistillConfig
 from mimic3d.training.patches import PATCH_DISTRIBUTIONS, SCALED_DISTRIBUTIONS
 
 AUGMENT_MODES = ("noaug", "ada", "fixed")
 LPIPS_MODES = ("pretrained", "untrained")
+R1_TARGETS = ("discriminator_input", "input")
 DEVICES = ("auto", "cpu", "cuda")
-GEN_CAMERAS = ("dataset", "ffhq", "afhq", "shapenet")
+GEN_CAMERAS = ("dataset", *CAMERA_PRESETS)
+PATH_FIELDS = ("data.path", "run.init_from", "loss.lpips_weights_dir")
 
 
 @dataclass
@@ -42,10 +48,14 @@ class LossConfig:
     the same windows: not in the paper (0 in its presets), but it gives the tiny CPU presets a teacher
     signal when LPIPS runs with untrained weights.
     Intervals of None run the regulariser every step without lazy scaling.
+    ``r1_target`` says what R1 differentiates: ``discriminator_input`` (official EG3D/Mimic3D: the
+    images D sees, after the blur and the augmentation) or ``input`` (the real images before both,
+    StyleGAN2-ADA's definition); it applies to both R1 terms (dual D and D^3D).
     """
 
     r1_gamma: float = 1.0
     r1_interval: int | None = 16
+    r1_target: str = "discriminator_input"
     density_reg: float = 0.25
     density_reg_interval: int | None = 4
     density_reg_offset: float = 0.004
@@ -145,7 +155,8 @@ class DataConfig:
 
     ``gen_cameras``: where the fakes' cameras come from: ``dataset`` (its labels, as EG3D) or the pose
     distribution of a camera preset (``mimic3d.camera.PRESETS``; ``shapenet``: all 360 degrees of
-    yaw over the upper hemisphere, as EpiGRAF's parametric spherical sampler).
+    yaw over the upper hemisphere; ``epigraf-megascans``: the whole sphere, EpiGRAF's
+    ``spherical_uniform``). The preset's radius and focal must be the dataset's.
     """
 
     path: str | None = None
@@ -200,6 +211,11 @@ class TrainConfig:
     description: str = ""
 
     def __post_init__(self) -> None:
+        for key in PATH_FIELDS:
+            section, name = key.split(".")
+            value = getattr(getattr(self, section), name)
+            if isinstance(value, str):
+                setattr(getattr(self, section), name, absolute_path(value))
         self.validate()
 
     @property
@@ -256,6 +272,7 @@ class TrainConfig:
                 raise ValueError(
                     f"run.batch_gpu: {run.batch_gpu} does not divide run.batch_size {run.batch_size}"
                 )
+        self.check_chunk(run.batch_gpu or run.batch_size)
         for name in ("total_kimg", "tick_kimg", "snapshot_kimg"):
             _check_positive(f"run.{name}", getattr(run, name))
         if run.keep_snapshots is not None:
@@ -276,6 +293,11 @@ class TrainConfig:
         self._validate_schedule(sched)
         self._validate_augment(self.augment)
         self._validate_patches()
+        if self.generator.class_dim:
+            raise ValueError(
+                "generator.class_dim: class-conditional training is not supported (the trainer has no "
+                "class labels); set it to 0"
+            )
         if self.data.gen_cameras not in GEN_CAMERAS:
             raise ValueError(
                 f"data.gen_cameras: expected one of {GEN_CAMERAS}, got {self.data.gen_cameras!r}"
@@ -307,6 +329,29 @@ class TrainConfig:
         if self.schedule.nrr_final is not None:
             raise ValueError("schedule.nrr_final: a student renders its features at one resolution; set null")
 
+    def check_chunk(self, chunk: int) -> None:
+        """ValueError unless a discriminator batch of ``chunk`` images (``run.batch_gpu``, or the
+        per-process batch) splits into its minibatch-std groups, as EG3D's layer requires."""
+        if self.patch_wise:
+            discriminators = [("hyper_discriminator", self.hyper_discriminator)]
+        else:
+            discriminators = [("discriminator", self.discriminator)]
+        patch_d = self.patch_d_config
+        if patch_d is not None:
+            section = "hyper_discriminator" if patch_d is self.hyper_discriminator else "patch_discriminator"
+            discriminators.append((section, patch_d))
+        for section, config in discriminators:
+            if config is None:  # refused with a clearer message by _validate_patch_wise
+                continue
+            group = config.mbstd_group_size
+            if group is not None and chunk % min(group, chunk):
+                key = "run.batch_gpu" if self.run.batch_gpu is not None else "run.batch_size"
+                raise ValueError(
+                    f"{key}: chunks of {chunk} images do not split into the minibatch-std groups of "
+                    f"{section}.mbstd_group_size={group}; use a batch (per process) that is a multiple "
+                    f"of {group} or smaller than it, or change {section}.mbstd_group_size"
+                )
+
     def _validate_loss(self, loss: LossConfig) -> None:
         for name in (
             "r1_gamma",
@@ -325,6 +370,8 @@ class TrainConfig:
             if value is not None and value < 1:
                 raise ValueError(f"loss.{name}: expected None or an int >= 1, got {value}")
         _check_positive("loss.density_reg_points", loss.density_reg_points)
+        if loss.r1_target not in R1_TARGETS:
+            raise ValueError(f"loss.r1_target: expected one of {R1_TARGETS}, got {loss.r1_target!r}")
         if loss.lpips not in LPIPS_MODES:
             raise ValueError(f"loss.lpips: expected one of {LPIPS_MODES}, got {loss.lpips!r}")
         if loss.noise_mode not in ("random", "const", "none"):
@@ -434,6 +481,10 @@ class TrainConfig:
             value = getattr(sched, name)
             if not (math.isfinite(value) and value >= 0):
                 raise ValueError(f"schedule.{name}: expected a finite number >= 0, got {value}")
+        if sched.density_noise_init > 0 and self.generator.rendering.integration != "epigraf":
+            raise ValueError(
+                "schedule.density_noise_init: density noise needs generator.rendering.integration=epigraf"
+            )
         if sched.gpc_prob is not None and not 0 <= sched.gpc_prob <= 1:
             raise ValueError(f"schedule.gpc_prob: expected None or a probability, got {sched.gpc_prob}")
         if sched.ema_rampup is not None and sched.ema_rampup <= 0:

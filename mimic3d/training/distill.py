@@ -13,7 +13,6 @@ from __future__ import annotations
 import copy
 import os
 from collections.abc import Iterable
-from pathlib import Path
 from typing import Any
 
 import torch
@@ -25,7 +24,6 @@ from mimic3d.models.student import StudentGenerator, student_config, student_fro
 from mimic3d.training.config import TrainConfig
 from mimic3d.training.distill_config import DistillConfig
 from mimic3d.training.presets import apply_overrides, preset_dict, preset_names
-from mimic3d.training.snapshot import LATEST_FILE, latest_snapshot
 
 TINY_RESOLUTION = 64  # teachers up to this size get the tiny CPU preset
 NO_TEACHER = (
@@ -34,23 +32,16 @@ NO_TEACHER = (
 )
 
 
-def teacher_checkpoint(source: str | os.PathLike) -> Path:
-    """The checkpoint a teacher path names (a run folder means its latest snapshot)."""
-    path = Path(source).expanduser()
-    if path.is_dir() and (path / LATEST_FILE).is_file():
-        return latest_snapshot(path)
-    return path
-
-
 def read_teacher(source: str | os.PathLike, device: str | torch.device = "cpu") -> TriplaneGenerator:
-    """The frozen EMA generator of a teacher checkpoint; ValueError naming ``distill.teacher`` otherwise."""
-    path = teacher_checkpoint(source)
-    if not path.exists():
-        raise FileNotFoundError(f"distill.teacher: checkpoint not found: {path}")
-    teacher = load(path, device)
+    """The frozen EMA generator of a teacher checkpoint (anything ``mimic3d.load`` resolves: run
+    folder, snapshot, .safetensors, official pickle); errors name ``distill.teacher``."""
+    try:
+        teacher = load(source, device)
+    except (FileNotFoundError, ValueError) as err:
+        raise type(err)(f"distill.teacher: {err}") from err
     if not isinstance(teacher, TriplaneGenerator):
         raise ValueError(
-            f"distill.teacher: {path} holds a {type(teacher).__name__}; a teacher is a tri-plane generator"
+            f"distill.teacher: {source} holds a {type(teacher).__name__}; a teacher is a tri-plane generator"
         )
     return teacher.eval().requires_grad_(False)
 

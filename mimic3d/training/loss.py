@@ -13,6 +13,10 @@ Phases (EG3D's names; the loop runs each every ``interval`` steps with ``gain = 
 Official numerics kept: the D-input blur applies to ``image`` inside every D pass, and the real
 ``image_raw`` (the real image resized to the rendering resolution) is blurred once more before;
 fakes' ``image_raw`` is not blurred. ADA transforms both D inputs identically and every patch.
+R1 (``loss.r1_target``) is by default the official one: the gradient with respect to the tensors
+D actually sees, after the blur and the augmentation (``discriminator_input``: EG3D's and Mimic3D's
+``run_D`` write the blurred/augmented images back into the dict that R1 then differentiates);
+``input`` differentiates with respect to the real images before both (StyleGAN2-ADA's definition).
 """
 
 from __future__ import annotations
@@ -41,15 +45,11 @@ from mimic3d.training.config import TrainConfig
 from mimic3d.training.patches import (
     PixelWindows,
     ScaledPatches,
-    crop_windows,
     random_windows,
-    render_scaled_patches,
     sample_scaled_patches,
     score_patches,
 )
 from mimic3d.training.schedule import Progress
-
-__all__ = ["PHASES", "Chunk", "PhaseResult", "TriplaneGANLoss", "crop_windows", "random_windows"]
 
 PHASES = ("Gmain", "Greg", "Dmain", "Dreg", "Dpatch_main", "Dpatch_reg")
 
@@ -71,6 +71,21 @@ class PhaseResult:
 
     objective: Tensor
     stats: dict[str, Tensor]
+
+
+def discriminator_objective(fake_logits: Tensor, real_logits: Tensor) -> PhaseResult:
+    """``Dmain``: logistic loss on fakes and reals (logits [N, 1] each), with EG3D's statistics."""
+    loss_fake, loss_real = discriminator_fake_loss(fake_logits), discriminator_real_loss(real_logits)
+    return PhaseResult(
+        loss_fake.mean() + loss_real.mean(),
+        {
+            "Loss/scores/fake": fake_logits,
+            "Loss/signs/fake": fake_logits.sign(),
+            "Loss/scores/real": real_logits,
+            "Loss/signs/real": real_logits.sign(),
+            "Loss/D/loss": loss_fake + loss_real,
+        },
+    )
 
 
 class TriplaneGANLoss:
@@ -116,21 +131,27 @@ class TriplaneGANLoss:
 
     # ------------------------------------------------------------------ D passes
 
-    def run_D(self, images: Mapping[str, Tensor], c: Tensor, sigma: float) -> Tensor:
-        """Blur ``image``, augment both inputs alike, score with the dual discriminator -> [N, 1]."""
+    def discriminator_inputs(self, images: Mapping[str, Tensor], sigma: float) -> dict[str, Tensor]:
+        """What the dual discriminator sees: ``image`` blurred, then both inputs augmented alike."""
         image, image_raw = blur_images(images["image"], sigma), images["image_raw"]
         if self.augment_pipe is not None:
             image, image_raw = self.augment_pipe.augment_pair(image, image_raw)
-        return self.D({"image": image, "image_raw": image_raw}, c)
+        return {"image": image, "image_raw": image_raw}
+
+    def patch_discriminator_input(self, patches: Tensor, sigma: float) -> Tensor:
+        """What D^3D sees of patches [N, 3, p, p]: blurred, then augmented."""
+        patches = blur_images(patches, sigma)
+        return patches if self.augment_pipe is None else self.augment_pipe(patches)
+
+    def run_D(self, images: Mapping[str, Tensor], c: Tensor, sigma: float) -> Tensor:
+        """Blur ``image``, augment both inputs alike, score with the dual discriminator -> [N, 1]."""
+        return self.D(self.discriminator_inputs(images, sigma), c)
 
     def run_D_patch(
         self, patches: Tensor, where: PixelWindows | ScaledPatches, c: Tensor, sigma: float
     ) -> Tensor:
         """Blur, augment and score patches [N, 3, p, p] cut at ``where`` (cameras c) with D^3D -> [N, 1]."""
-        patches = blur_images(patches, sigma)
-        if self.augment_pipe is not None:
-            patches = self.augment_pipe(patches)
-        return score_patches(self.D_patch, patches, where, c)
+        return score_patches(self.D_patch, self.patch_discriminator_input(patches, sigma), where, c)
 
     def place_patches(
         self, batch: int, resolution: int, progress: Progress, device: torch.device
@@ -141,7 +162,8 @@ class TriplaneGANLoss:
             top, left = random_windows(batch, resolution, size, device)
             return PixelWindows(top, left, size, resolution)
         group = self.config.patch_d_config.mbstd_group_size if self.D_patch is not None else 1
-        return sample_scaled_patches(progress.patch_scales, batch, size, group or 1, device)
+        grid = self.G.config.rendering.pixel_grid
+        return sample_scaled_patches(progress.patch_scales, batch, size, group or 1, device, grid)
 
     def real_pair(self, real_img: Tensor, progress: Progress) -> dict[str, Tensor]:
         """Real D inputs: the image and its blurred resize to the rendering resolution."""
@@ -173,7 +195,10 @@ class TriplaneGANLoss:
         if isinstance(where, PixelWindows):
             patch = self.G.render_patch(ws, c, where.top, where.left, where.size, noise_mode, planes=planes)
             return patch["image"], where
-        return render_scaled_patches(self.G, planes, c, where), where
+        patch = self.G.render_scaled_patch(
+            ws, c, where.scale, where.offset, where.resolution, noise_mode, planes=planes
+        )
+        return patch["image"], where
 
     def _generator_main(self, chunk: Chunk, progress: Progress) -> PhaseResult:
         loss_cfg = self.config.loss
@@ -227,41 +252,31 @@ class TriplaneGANLoss:
         real_logits = self.run_D(self.real_pair(chunk.real_img, progress), chunk.real_c, progress.blur_sigma)
         if self.ada is not None:
             self.ada.observe(real_logits)
-        loss_fake, loss_real = discriminator_fake_loss(fake_logits), discriminator_real_loss(real_logits)
-        return PhaseResult(
-            loss_fake.mean() + loss_real.mean(),
-            {
-                "Loss/scores/fake": fake_logits,
-                "Loss/signs/fake": fake_logits.sign(),
-                "Loss/scores/real": real_logits,
-                "Loss/signs/real": real_logits.sign(),
-                "Loss/D/loss": loss_fake + loss_real,
-            },
-        )
+        return discriminator_objective(fake_logits, real_logits)
 
     def _discriminator_r1(self, chunk: Chunk, progress: Progress) -> PhaseResult:
         real = self.real_pair(chunk.real_img, progress)
-        inputs = [
-            real["image"].detach().requires_grad_(True),
-            real["image_raw"].detach().requires_grad_(True),
-        ]
-        logits = self.run_D({"image": inputs[0], "image_raw": inputs[1]}, chunk.real_c, progress.blur_sigma)
+        leaves = {key: value.detach().requires_grad_(True) for key, value in real.items()}
+        seen = self.discriminator_inputs(leaves, progress.blur_sigma)
+        logits = self.D(seen, chunk.real_c)
         if self.ada is not None:
             self.ada.observe(logits)
-        penalty = r1_loss(logits, inputs, self.config.loss.r1_gamma)
+        targets = seen if self.config.loss.r1_target == "discriminator_input" else leaves
+        penalty = r1_loss(logits, [targets["image"], targets["image_raw"]], self.config.loss.r1_gamma)
         return PhaseResult(
             penalty.mean(),
             {"Loss/scores/real": logits, "Loss/signs/real": logits.sign(), "Loss/D/reg": penalty},
         )
 
     def _patch_main(self, chunk: Chunk, progress: Progress) -> PhaseResult:
+        # Real patches first, then the fakes' (Mimic3D's order of draws).
+        real_img = chunk.real_img
+        real_where = self.place_patches(real_img.shape[0], real_img.shape[-1], progress, real_img.device)
+        real = real_where.crop(real_img)
         with torch.no_grad():
             ws = self._mapping(chunk, progress)
             planes = self.G.planes(ws, noise_mode=self.config.loss.noise_mode)
             fake, fake_where = self._patch_3d(ws, chunk.gen_c, planes, progress)
-        real_img = chunk.real_img
-        real_where = self.place_patches(real_img.shape[0], real_img.shape[-1], progress, fake.device)
-        real = real_where.crop(real_img)
         fake_logits = self.run_D_patch(fake, fake_where, chunk.gen_c, progress.blur_sigma)
         real_logits = self.run_D_patch(real, real_where, chunk.real_c, progress.blur_sigma)
         loss_fake, loss_real = discriminator_fake_loss(fake_logits), discriminator_real_loss(real_logits)
@@ -278,6 +293,8 @@ class TriplaneGANLoss:
         real_img = chunk.real_img
         where = self.place_patches(real_img.shape[0], real_img.shape[-1], progress, real_img.device)
         real = where.crop(real_img).detach().requires_grad_(True)
-        logits = self.run_D_patch(real, where, chunk.real_c, progress.blur_sigma)
-        penalty = r1_loss(logits, [real], self.config.loss.patch_r1_gamma)
+        seen = self.patch_discriminator_input(real, progress.blur_sigma)
+        logits = score_patches(self.D_patch, seen, where, chunk.real_c)
+        target = seen if self.config.loss.r1_target == "discriminator_input" else real
+        penalty = r1_loss(logits, [target], self.config.loss.patch_r1_gamma)
         return PhaseResult(penalty.mean(), {"Loss/scores/patch_real": logits, "Loss/D_patch/reg": penalty})

@@ -41,24 +41,28 @@ def _network_phases(
     main: str,
     reg: str,
     reg_active: bool,
-    reg_interval: int | None,
+    lazy_interval: int | None,
 ) -> list[Phase]:
-    """Main phase (every step) and regulariser phase (every ``reg_interval``, lr and betas scaled)."""
+    """Main phase (every step) and, if ``reg_active``, the regulariser phase (every
+    ``lazy_interval``). Adam's lr and betas are scaled for ``lazy_interval`` (None: unscaled)."""
     optim = config.optim
-    lazy = reg_interval if reg_active else None
-    scaled_lr, betas = lazy_regularization(lr, optim.betas, lazy)
+    scaled_lr, betas = lazy_regularization(lr, optim.betas, lazy_interval)
     optimizer = torch.optim.Adam(module.parameters(), lr=scaled_lr, betas=betas, eps=optim.eps)
     phases = [Phase(main, network, module, optimizer, 1)]
     if reg_active:
-        phases.append(Phase(reg, network, module, optimizer, reg_interval or 1))
+        phases.append(Phase(reg, network, module, optimizer, lazy_interval or 1))
     return phases
 
 
 def build_phases(config: TrainConfig, G: nn.Module, D: nn.Module, D_patch: nn.Module | None) -> list[Phase]:
-    """EG3D's phase list: Gmain, Greg, Dmain, Dreg, then Mimic3D's Dpatch_main, Dpatch_reg.
+    """EG3D's phase list: Gmain, Greg, Dmain, Dreg, then Mimic3D's Dpatch_main, Dpatch_reg (EpiGRAF:
+    Gmain, Dmain, Dreg, with D its patch discriminator).
 
-    A regulariser with weight 0 has no phase and no lazy scaling. Distillation: the student's
-    ``Gmain``, then ``Dmain`` / ``Dreg`` from ``distill.adversarial_kimg`` (none without that stage).
+    A regulariser with weight 0 has no phase. Lazy scaling follows the official training scripts:
+    G's only while the density regulariser is on (train.py sets G_reg_interval only then); D's and
+    D^3D's always (their reg intervals are always set, so an R1 weight of 0 still scales their Adam).
+    Distillation: the student's ``Gmain``, then EG3D's ``Dmain`` / ``Dreg`` from
+    ``distill.adversarial_kimg`` (none without that stage).
     """
     loss, optim = config.loss, config.optim
     if config.distilling:
@@ -72,12 +76,20 @@ def build_phases(config: TrainConfig, G: nn.Module, D: nn.Module, D_patch: nn.Mo
         for phase in d_phases:
             phase.start_nimg = start
         return phases + d_phases
+    density_on = loss.density_reg > 0
     phases = _network_phases(
-        "G", G, optim.g_lr, config, "Gmain", "Greg", loss.density_reg > 0, loss.density_reg_interval
+        "G",
+        G,
+        optim.g_lr,
+        config,
+        "Gmain",
+        "Greg",
+        density_on,
+        loss.density_reg_interval if density_on else None,
     )
-    phases += _network_phases(
-        "D", D, optim.d_lr, config, "Dmain", "Dreg", loss.r1_gamma > 0, loss.r1_interval
-    )
+    # EpiGRAF's train.py sets D_reg_interval only when gamma > 0 (EG3D's always).
+    d_lazy = loss.r1_interval if loss.r1_gamma > 0 or not config.patch_wise else None
+    phases += _network_phases("D", D, optim.d_lr, config, "Dmain", "Dreg", loss.r1_gamma > 0, d_lazy)
     if D_patch is not None and loss.patch_gan > 0:
         phases += _network_phases(
             "D_patch",

@@ -7,8 +7,9 @@ draws from the current scale distribution (``Progress.patch_scales``).
 
 - ``Gmain``: non-saturating loss of the hyper-modulated D on fake patches.
 - ``Dmain``: logistic loss on fake and real patches.
-- ``Dreg``: R1 on real patches (lazy, every ``loss.r1_interval`` steps), taken with respect to the
-  cropped patch before blur and augmentation, as EpiGRAF's code does.
+- ``Dreg``: R1 on real patches (lazy, every ``loss.r1_interval`` steps). EpiGRAF's code takes it
+  with respect to the cropped patch before blur and augmentation (``loss.r1_target=input``, its
+  presets); ``discriminator_input`` takes it on the patch D sees, after both, as EG3D does.
 
 A D pass blurs the patch (the early-training fade), augments it (ADA; the patch parameters stay
 those of the crop) and scores it with its scale, offset and, with ``camera_cond``, the camera's yaw
@@ -22,8 +23,6 @@ from torch import Tensor, nn
 
 from mimic3d.losses import (
     blur_images,
-    discriminator_fake_loss,
-    discriminator_real_loss,
     generator_logistic_loss,
     r1_loss,
     swap_conditioning,
@@ -31,10 +30,9 @@ from mimic3d.losses import (
 from mimic3d.models.generator import TriplaneGenerator
 from mimic3d.training.augment import AdaptiveProbability, AugmentPipe
 from mimic3d.training.config import TrainConfig
-from mimic3d.training.loss import Chunk, PhaseResult
+from mimic3d.training.loss import Chunk, PhaseResult, discriminator_objective
 from mimic3d.training.patches import (
     ScaledPatches,
-    render_scaled_patches,
     sample_scaled_patches,
     score_patches,
 )
@@ -77,16 +75,17 @@ class PatchGANLoss:
 
     def draw(self, batch: int, progress: Progress, device: torch.device) -> ScaledPatches:
         """Patch parameters for one pass (fresh draws every call)."""
-        return sample_scaled_patches(
-            progress.patch_scales, batch, self.config.loss.patch_resolution, self.group_size, device
-        )
+        size, grid = self.config.loss.patch_resolution, self.G.config.rendering.pixel_grid
+        return sample_scaled_patches(progress.patch_scales, batch, size, self.group_size, device, grid)
+
+    def discriminator_input(self, patches: Tensor, sigma: float) -> Tensor:
+        """What D sees of patches [N, 3, r, r]: blurred, then augmented."""
+        patches = blur_images(patches, sigma)
+        return patches if self.augment_pipe is None else self.augment_pipe(patches)
 
     def run_D(self, patches: Tensor, where: ScaledPatches, c: Tensor, sigma: float) -> Tensor:
         """Blur, augment and score patches [N, 3, r, r] cut at ``where`` -> logits [N, 1]."""
-        patches = blur_images(patches, sigma)
-        if self.augment_pipe is not None:
-            patches = self.augment_pipe(patches)
-        return score_patches(self.D, patches, where, c)
+        return score_patches(self.D, self.discriminator_input(patches, sigma), where, c)
 
     def fake_patches(
         self, chunk: Chunk, progress: Progress, update_emas: bool = False
@@ -95,8 +94,10 @@ class PatchGANLoss:
         c_cond = swap_conditioning(chunk.gen_c, progress.swap_prob)
         ws = self.G.mapping(chunk.gen_z, c_cond, update_emas=update_emas)
         where = self.draw(ws.shape[0], progress, ws.device)
-        planes = self.G.planes(ws, noise_mode=self.config.loss.noise_mode)
-        return render_scaled_patches(self.G, planes, chunk.gen_c, where), where
+        patch = self.G.render_scaled_patch(
+            ws, chunk.gen_c, where.scale, where.offset, where.resolution, self.config.loss.noise_mode
+        )
+        return patch["image"], where
 
     # ------------------------------------------------------------------ phases
 
@@ -122,26 +123,19 @@ class PatchGANLoss:
         real_logits = self.run_D(real, real_where, chunk.real_c, progress.blur_sigma)
         if self.ada is not None:
             self.ada.observe(real_logits)
-        loss_fake, loss_real = discriminator_fake_loss(fake_logits), discriminator_real_loss(real_logits)
-        return PhaseResult(
-            loss_fake.mean() + loss_real.mean(),
-            {
-                "Loss/scores/fake": fake_logits,
-                "Loss/signs/fake": fake_logits.sign(),
-                "Loss/scores/real": real_logits,
-                "Loss/signs/real": real_logits.sign(),
-                "Loss/D/loss": loss_fake + loss_real,
-                "Patches/real_scale": real_where.scale,
-            },
-        )
+        result = discriminator_objective(fake_logits, real_logits)
+        result.stats["Patches/real_scale"] = real_where.scale
+        return result
 
     def _discriminator_r1(self, chunk: Chunk, progress: Progress) -> PhaseResult:
         where = self.draw(chunk.real_img.shape[0], progress, chunk.real_img.device)
         real = where.crop(chunk.real_img).detach().requires_grad_(True)
-        logits = self.run_D(real, where, chunk.real_c, progress.blur_sigma)
+        seen = self.discriminator_input(real, progress.blur_sigma)
+        logits = score_patches(self.D, seen, where, chunk.real_c)
         if self.ada is not None:
             self.ada.observe(logits)
-        penalty = r1_loss(logits, [real], self.config.loss.r1_gamma)
+        target = seen if self.config.loss.r1_target == "discriminator_input" else real
+        penalty = r1_loss(logits, [target], self.config.loss.r1_gamma)
         return PhaseResult(
             penalty.mean(),
             {"Loss/scores/real": logits, "Loss/signs/real": logits.sign(), "Loss/D/reg": penalty},

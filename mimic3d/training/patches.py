@@ -3,11 +3,12 @@
 A **scaled patch** (EpiGRAF, "Rethinking training of 3D GANs", section 3.3) is an r x r grid over
 the square [ox, ox + s] x [oy, oy + s] of the image, in normalised image coordinates (image side 1,
 x to the right, y down from the top), sampled at its r x r pixel centres
-(``mimic3d.render.scaled_patch_uv``). A fake patch is rendered with the rays through exactly those
-points; a real patch (and Mimic3D's teacher patch) is the bilinear sample of the image at the same
-points (``ScaledPatches.crop``), so real and fake patches are aligned by construction. Because all
-points lie within the image's pixel centres whenever s >= r / R, no padding enters a crop; at
-s = r / R with offsets k / R the crop returns exact pixels.
+(``mimic3d.render.scaled_patch_uv``) on the generator's pixel grid. A fake patch is rendered with
+the rays through exactly those points (``TriplaneGenerator.render_scaled_patch``); a real patch
+(and Mimic3D's teacher patch) is the bilinear sample of the image at the same points
+(``ScaledPatches.crop``, which reads the image on that grid), so real and fake patches are aligned
+by construction. Because all points lie within the image's pixel centres whenever s >= r / R, no
+padding enters a crop; where the points fall on pixel centres the crop returns exact pixels.
 
 A **pixel window** (Mimic3D) is a size x size block of full-resolution pixels at an integer
 (top, left) corner: the scaled patch with s = size / R and offset (left, top) / R.
@@ -28,7 +29,6 @@ chunk), so runs are resumable and identical on every device.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -37,7 +37,7 @@ from torch import Tensor, nn
 from mimic3d.camera import split_label, to_angles
 from mimic3d.losses.schedules import linear_schedule
 from mimic3d.models.patch_discriminator import HyperModulatedPatchDiscriminator
-from mimic3d.render import generate_scaled_patch_rays, scaled_patch_uv
+from mimic3d.render import scaled_patch_uv
 
 SCALED_DISTRIBUTIONS = ("beta", "uniform", "discrete")
 PATCH_DISTRIBUTIONS = ("window", *SCALED_DISTRIBUTIONS)
@@ -58,31 +58,38 @@ def random_windows(batch: int, resolution: int, size: int, device: torch.device)
     return corners[:, 0], corners[:, 1]
 
 
-def crop_scaled(images: Tensor, scale: Tensor, offset: Tensor, resolution: int) -> Tensor:
+def crop_scaled(
+    images: Tensor, scale: Tensor, offset: Tensor, resolution: int, grid: str = "centres"
+) -> Tensor:
     """Bilinear samples of images [N, C, H, W] at the r x r points of ``scaled_patch_uv`` -> [N, C, r, r].
 
-    ``scale`` [N], ``offset`` [N, 2] (x, y). The grid maps normalised coordinate u to pixel
-    u * W - 0.5 (``align_corners=False``): pixel j's centre is u = (j + 0.5) / W, as for the rays.
+    ``scale`` [N], ``offset`` [N, 2] (x, y); ``grid`` is the images' pixel grid, the one their rays
+    used: "centres" (EG3D, pixel j at u = (j + 0.5) / W: ``align_corners=False``) or "corners"
+    (EpiGRAF, u = j / (W - 1): ``align_corners=True``).
     """
     if images.ndim != 4:
         raise ValueError(f"images: expected [N, C, H, W], got {list(images.shape)}")
-    uv = scaled_patch_uv(resolution, scale.to(images.device), offset.to(images.device))  # [N, r*r, 2]
-    grid = (uv * 2 - 1).to(images.dtype).reshape(images.shape[0], resolution, resolution, 2)
-    return F.grid_sample(images, grid, mode="bilinear", padding_mode="border", align_corners=False)
+    uv = scaled_patch_uv(resolution, scale.to(images.device), offset.to(images.device), grid)  # [N, r*r, 2]
+    points = (uv * 2 - 1).to(images.dtype).reshape(images.shape[0], resolution, resolution, 2)
+    return F.grid_sample(
+        images, points, mode="bilinear", padding_mode="border", align_corners=grid == "corners"
+    )
 
 
 @dataclass
 class ScaledPatches:
     """EpiGRAF patches of ``resolution`` pixels: ``scale`` [N] (side / image side) and ``offset``
-    [N, 2] (top-left corner x, y in image-side units, y from the top)."""
+    [N, 2] (top-left corner x, y in image-side units, y from the top) on the generator's pixel
+    ``grid`` ("centres" or "corners", ``RenderConfig.pixel_grid``)."""
 
     scale: Tensor
     offset: Tensor
     resolution: int
+    grid: str = "centres"
 
     def crop(self, images: Tensor) -> Tensor:
         """The patches cut from images [N, C, H, W] (any H = W) -> [N, C, r, r]."""
-        return crop_scaled(images, self.scale, self.offset, self.resolution)
+        return crop_scaled(images, self.scale, self.offset, self.resolution, self.grid)
 
 
 @dataclass
@@ -170,7 +177,12 @@ def sample_scales(schedule: ScaleSchedule, count: int) -> Tensor:
 
 
 def sample_scaled_patches(
-    schedule: ScaleSchedule, batch: int, resolution: int, group_size: int, device: torch.device | str
+    schedule: ScaleSchedule,
+    batch: int,
+    resolution: int,
+    group_size: int,
+    device: torch.device | str,
+    grid: str = "centres",
 ) -> ScaledPatches:
     """``batch`` patches, one scale and offset per group of ``group_size`` consecutive samples.
 
@@ -187,7 +199,7 @@ def sample_scaled_patches(
     offset = torch.rand(groups, 2) * (1.0 - scale[:, None])  # [groups, 2]
     scale = scale.repeat_interleave(group).to(device)
     offset = offset.repeat_interleave(group, dim=0).to(device)
-    return ScaledPatches(scale, offset, resolution)
+    return ScaledPatches(scale, offset, resolution, grid)
 
 
 def score_patches(D: nn.Module, patches: Tensor, where: ScaledPatches | PixelWindows, c: Tensor) -> Tensor:
@@ -197,15 +209,3 @@ def score_patches(D: nn.Module, patches: Tensor, where: ScaledPatches | PixelWin
         return D(patches, None)
     angles = to_angles(split_label(c)[0])[0] if D.config.camera_cond else None
     return D(patches, where.scale, where.offset, None, angles)
-
-
-def render_scaled_patches(G: nn.Module, planes: Any, c: Tensor, where: ScaledPatches) -> Tensor:
-    """G's field (``planes = G.planes(ws)``) rendered at cameras c [N, 25] through the rays of
-    ``where``'s grid -> [N, 3, r, r] (RGB only, as the 3D branch)."""
-    cam2world, intrinsics = split_label(c)
-    origins, directions = generate_scaled_patch_rays(
-        cam2world, intrinsics, where.resolution, where.scale, where.offset
-    )
-    result = G.renderer(planes.field_planes(), G.decoder, origins, directions, colour_channels=3)
-    r = where.resolution
-    return result.features.permute(0, 2, 1).reshape(c.shape[0], 3, r, r)

@@ -11,7 +11,6 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from mimic3d.data import ImageDataset
@@ -21,13 +20,14 @@ from mimic3d.models.generator import TriplaneGenerator
 from mimic3d.tools.generate import generate_sample_grids, save_sample_grids
 from mimic3d.tools.imaging import enlarge, save_png, tile_grid
 from mimic3d.tools.latents import seed_ws
-from mimic3d.tools.mesh import EG3D_BORDER_FRACTION, EG3D_LEVEL, border_voxels, seed_mesh, seed_volume
+from mimic3d.tools.mesh import EG3D_BORDER_FRACTION, seed_mesh, seed_volume
 from mimic3d.tools.video import render_video
 from mimic3d.tools.viewpoints import camera_preset_for
 from mimic3d.training.evaluation import branch_generator
 from mimic3d.training.visuals import branch_rows, fixed_grid_inputs
 
 SAMPLE_SEEDS = (0, 1, 2, 3)
+BRANCHES = ("2d", "3d")
 # Pictures of small models are enlarged (nearest neighbour) to tiles of at least this many pixels, and
 # the 3D branch's video is rendered at up to this size: a NeRF renders at any resolution.
 DISPLAY_SIZE = 128
@@ -47,16 +47,23 @@ class Report:
     notes: list[str] = field(default_factory=list)  # what could not be produced, and why
 
 
-def write_samples(G: TriplaneGenerator, dataset: ImageDataset, report: Report, count: int = 8) -> None:
-    """``samples.png`` (rows: 2D image, raw, depth, 3D image, depth) and per-seed multi-view grids,
-    enlarged to tiles of at least ``DISPLAY_SIZE`` pixels."""
+def write_samples(
+    G: TriplaneGenerator,
+    dataset: ImageDataset,
+    report: Report,
+    count: int = 8,
+    branches: tuple[str, ...] = BRANCHES,
+) -> None:
+    """``samples.png`` (rows: 2D image, raw, depth, 3D image, depth, for the given branches) and
+    per-seed multi-view grids, enlarged to tiles of at least ``DISPLAY_SIZE`` pixels."""
     z, c = fixed_grid_inputs(dataset.labels, count, G.z_dim, seed=0)
     device = next(G.parameters()).device
-    rows = branch_rows(G, z.to(device), c.to(device), ("2d", "3d"), G.config.neural_rendering_resolution)
+    rows = branch_rows(G, z.to(device), c.to(device), branches, G.config.neural_rendering_resolution)
     factor = _display_factor(G)
     grid = enlarge(tile_grid(list(rows.values()), gap=2), factor)
     report.files["samples"] = save_png(report.folder / "samples.png", grid)
-    grids = generate_sample_grids(G, list(SAMPLE_SEEDS), branch="both", progress=False)
+    branch = "both" if len(branches) > 1 else branches[0]
+    grids = generate_sample_grids(G, list(SAMPLE_SEEDS), branch=branch, progress=False)
     grids = {seed: enlarge(picture, factor) for seed, picture in grids.items()}
     paths = save_sample_grids(grids, report.folder / "multiview")
     report.files["multiview grids"] = paths[0].parent
@@ -81,29 +88,17 @@ def write_video(G: TriplaneGenerator, report: Report, frames: int) -> None:
     report.files["video"] = path
 
 
-def mesh_level(volume: np.ndarray, border: int) -> float | None:
-    """EG3D's level (raw sigma 10) when it cuts the volume inside the border that marching cubes
-    keeps; otherwise, for a barely trained model, halfway between the median and the maximum density
-    there, so that the densest region still shows. None when that density is flat (no surface)."""
-    inner = volume[border:-border, border:-border, border:-border]
-    low, high = float(inner.min()), float(inner.max())
-    if low < EG3D_LEVEL < high:
-        return EG3D_LEVEL
-    level = (float(np.median(inner)) + high) / 2
-    return level if low < level < high else None
-
-
 def write_mesh(G: TriplaneGenerator, report: Report, resolution: int = 64, seed: int = 0) -> None:
     """``mesh_seed0.ply``: marching cubes of seed 0's density with vertex colours."""
     preset = camera_preset_for(G)
     ws = seed_ws(G, [seed], preset)
     volume, planes = seed_volume(G, ws, resolution=resolution)
-    level = mesh_level(volume, border_voxels(resolution, EG3D_BORDER_FRACTION))
-    if level is None:
+    try:
+        mesh, summary = seed_mesh(G, planes, volume, border_fraction=EG3D_BORDER_FRACTION)
+    except ValueError:
         report.notes.append(f"no mesh: seed {seed}'s density is flat inside the box")
         return
-    mesh, summary = seed_mesh(G, planes, volume, level=level, border_fraction=EG3D_BORDER_FRACTION)
-    report.metrics["mesh_level"] = level
+    report.metrics["mesh_level"] = summary.level
     path = report.folder / f"mesh_seed{seed}.ply"
     mesh.export(path)
     report.files["mesh"] = path
@@ -111,13 +106,19 @@ def write_mesh(G: TriplaneGenerator, report: Report, resolution: int = 64, seed:
     report.metrics["mesh_watertight"] = float(summary.watertight)
 
 
-def write_metrics(G: TriplaneGenerator, dataset: ImageDataset, report: Report, num_images: int) -> None:
-    """SWD (x1e3, averaged over pyramid levels) of both branches and their reprojection PSNR."""
+def write_metrics(
+    G: TriplaneGenerator,
+    dataset: ImageDataset,
+    report: Report,
+    num_images: int,
+    branches: tuple[str, ...] = BRANCHES,
+) -> None:
+    """SWD (x1e3, averaged over pyramid levels) of each branch and its reprojection PSNR."""
     protocol = MetricProtocol(
         f"swd{num_images}", "swd", num_gen=num_images, max_real=num_images, detector=None
     )
     device = next(G.parameters()).device
-    for branch in ("2d", "3d"):
+    for branch in branches:
         result = compute_metric(
             protocol,
             branch_generator(G, branch),
@@ -145,14 +146,16 @@ def write_report(
     folder: str | Path,
     video_frames: int = 36,
     metric_images: int = 256,
+    branches: tuple[str, ...] = BRANCHES,
 ) -> Report:
-    """Samples, video, mesh and metrics of ``G`` (eval mode, its device) into ``folder``."""
+    """Samples, video, mesh and metrics of ``G`` (eval mode, its device) into ``folder``; ``branches``
+    are those the model was trained with (EpiGRAF renders only directly: "3d")."""
     report = Report(Path(folder))
     report.folder.mkdir(parents=True, exist_ok=True)
     G = G.eval().requires_grad_(False)
     with torch.no_grad():
-        write_samples(G, dataset, report)
+        write_samples(G, dataset, report, branches=branches)
         write_video(G, report, video_frames)
         write_mesh(G, report)
-    write_metrics(G, dataset, report, metric_images)
+    write_metrics(G, dataset, report, metric_images, branches)
     return report
