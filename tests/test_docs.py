@@ -168,6 +168,12 @@ NOT_RUNNABLE = [
         "on the tiny Mimic3D (test_mimic3d_3d_branch_with_beta_patches_and_the_scale_aware_d)",
         document="training.md",
     ),
+        r"^mimic3d view ",
+        None,
+        "serves until Ctrl-C; tests/test_viewer_app.py starts the command, loads the page and stops it, "
+        "and tests/test_viewer_browser.py drives the viewer from a headless browser",
+    ),
+    Rule(r"^ssh ", None, "a tunnel from another machine"),
 ]
 
 # Names the docs use for inputs -> what stands in for them (made in a block's folder when the block
