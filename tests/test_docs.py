@@ -168,6 +168,7 @@ NOT_RUNNABLE = [
         "on the tiny Mimic3D (test_mimic3d_3d_branch_with_beta_patches_and_the_scale_aware_d)",
         document="training.md",
     ),
+    Rule(
         r"^mimic3d view ",
         None,
         "serves until Ctrl-C; tests/test_viewer_app.py starts the command, loads the page and stops it, "
