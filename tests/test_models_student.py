@@ -105,7 +105,7 @@ def test_output_statistics_start_at_the_teachers(models):
         - torch.cat([target["feature_image"], target["image_depth"]], 1).mean(dim=(0, 2, 3))
     ).abs()
     assert (offset < spread).all(), offset / spread
-    assert (raw.std(dim=(0, 2, 3)) / spread).min() > 4  # what the fit corrects
+    assert (raw.std(dim=(0, 2, 3)) / spread).min() > 2  # what the fit corrects
 
 
 def test_truncation_and_style_mixing_reach_the_student(models):
@@ -162,7 +162,7 @@ def test_config_follows_the_teacher_and_refuses_bad_fields():
         64,
         "hybrid8xdc",
     )
-    assert student_config(generator_preset("mimic3d-ffhq512"), "3d").sr_channels == (256, 128)
+    assert student_config(generator_preset("mimic3d-ffhq512-stage2"), "3d").sr_channels == (256, 128)
     with pytest.raises(ValueError, match="teacher_branch: a teacher without super-resolution"):
         student_config(generator_preset("epigraf-ffhq512"), "2d")
     with pytest.raises(ValueError, match="neural_rendering_resolution"):

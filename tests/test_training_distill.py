@@ -201,6 +201,7 @@ def test_distill_command_trains_resumes_and_evaluates(files, tmp_path, capsys):
     assert main([*args, "--max-steps", "2", *common]) == 0
     run_dir = next(outdir.iterdir())
     assert run_dir.name.endswith("tiny-distill-heads")  # the preset chosen for a 32^2 teacher
+    assert "metric correspondence_psnr/2d = " in (run_dir / "log.txt").read_text()  # at the snapshot
     assert main(["distill", "--resume", str(run_dir), "--max-steps", "3", *common]) == 0
     capsys.readouterr()
     picture = tmp_path / "sweep.png"

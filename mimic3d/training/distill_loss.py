@@ -42,11 +42,16 @@ TERM_WEIGHTS = {
 
 
 def reconstruction_terms(
-    student: dict[str, Tensor], target: dict[str, Tensor], lpips: LPIPS | None, ray_range: tuple[float, float]
+    student: dict[str, Tensor],
+    target: dict[str, Tensor],
+    lpips: LPIPS | None,
+    ray_range: tuple[float, float],
+    perceptual: tuple[str, ...] = ("lpips_lr", "lpips_hr"),
 ) -> dict[str, Tensor]:
     """Per-sample [N] distances between the student's outputs and the teacher's targets (both dicts
     with ``feature_image``, ``image_raw``, ``image_depth``, ``image``; see ``teacher_targets``) for
-    each term of ``TERM_WEIGHTS`` (the LPIPS terms only with an ``lpips`` network).
+    each term of ``TERM_WEIGHTS``; the LPIPS terms only those named in ``perceptual``, with an
+    ``lpips`` network.
 
     Depths are compared after mapping the teacher's ray range to [-1, 1], so the term is O(1)
     whatever the scene's scale.
@@ -61,9 +66,9 @@ def reconstruction_terms(
         "features": smooth_l1(student["feature_image"], target["feature_image"]),
         "depth": smooth_l1((student["image_depth"] - mid) / half, (target["image_depth"] - mid) / half),
     }
-    if lpips is not None:
-        terms["lpips_lr"] = lpips(student["image_raw"], target["image_raw"])
-        terms["lpips_hr"] = lpips(student["image"], target["image"])
+    images = {"lpips_lr": "image_raw", "lpips_hr": "image"}
+    for name in perceptual if lpips is not None else ():
+        terms[name] = lpips(student[images[name]], target[images[name]])
     return terms
 
 
@@ -127,7 +132,8 @@ class DistillLoss(TriplaneGANLoss):
             ws = self.teacher.mapping(chunk.gen_z, c_cond)
         target = self.targets(ws, chunk.gen_c)
         out = self.G.synthesis(ws, chunk.gen_c, noise_mode=self.config.loss.noise_mode)
-        terms = reconstruction_terms(out, target, self.lpips, self.ray_range)
+        perceptual = tuple(t for t in ("lpips_lr", "lpips_hr") if getattr(distill, TERM_WEIGHTS[t]) > 0)
+        terms = reconstruction_terms(out, target, self.lpips, self.ray_range, perceptual)
         objective = torch.zeros([], device=ws.device)
         stats: dict[str, Tensor] = {}
         for name, value in terms.items():
