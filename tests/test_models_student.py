@@ -7,6 +7,7 @@ import PIL.Image
 import pytest
 import torch
 from distill_support import tiny_student, tiny_teacher
+from training_support import write_random_dataset
 
 import mimic3d
 from mimic3d.camera import PRESETS, sample_labels
@@ -199,6 +200,13 @@ def test_generate_video_and_epi_work_on_a_student(checkpoint, tmp_path):
     ws = seed_ws(student, [0], PRESETS["ffhq"])
     epis = seed_epis(student, ws, orbit_labels([1.4, 1.5, 1.6], np.pi / 2, PRESETS["ffhq"]), student.branches)
     assert list(epis) == ["2d"] and epis["2d"].shape == (3, IMAGE, 3)
+
+
+def test_metrics_command_evaluates_a_student(checkpoint, tmp_path, capsys):
+    data = write_random_dataset(tmp_path / "data", count=8)
+    args = ["metrics", checkpoint, "--data", str(data), "--metrics", "swd16k", "--run-dir", str(tmp_path)]
+    assert main([*args, "--num-gen", "8", "--max-real", "8", "--workers", "0", "--device", "cpu"]) == 0
+    assert "swd" in capsys.readouterr().out
 
 
 @pytest.mark.parametrize(
