@@ -6,18 +6,29 @@ architecture: the teacher's rendering resolution and super-resolution, StyleGAN2
 same output resolution, images/s and the forward's peak memory at one batch size, then the largest
 batch within the memory budget (``--memory-budget-gb``; each probe a fresh process, as the memory
 suite does), and the student/teacher ratios. The paper's figure: 14 vs 96 images on a 24 GB GPU
-(6.9x). Full run: eg3d-ffhq512 (render 64 + SR to 512); ``--quick``: tiny-eg3d.
+(6.9x). The feature image alone (the teacher's volume render, the student's convolutions) is timed
+too: the super-resolution that follows is the same network in both. Full run: eg3d-ffhq512
+(render 64 + SR to 512); ``--quick``: tiny-eg3d.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import torch
 
-from benchmarks.bench_generator import ForwardCase, build_generator, build_student, forward_call
+from benchmarks.bench_generator import (
+    ForwardCase,
+    build_generator,
+    build_student,
+    forward_call,
+    generator_inputs,
+)
 from benchmarks.bench_memory import QUICK_BUDGET_MIB, SearchTarget, search
 from benchmarks.common import BenchSettings, default_memory_budget_mib, measure_peak_memory, timeit
+from mimic3d.models.student import StudentGenerator
+from mimic3d.tools.viewpoints import camera_preset_for
 
 TEACHERS = {"full": ("eg3d-ffhq512", 64), "quick": ("tiny-eg3d", 16)}
 
@@ -28,12 +39,30 @@ def _batch(settings: BenchSettings) -> int:
     return 8 if settings.device.type == "cuda" else 1
 
 
-def _speed(G: torch.nn.Module, case: ForwardCase, settings: BenchSettings) -> tuple[float, float]:
-    """(images/s, peak MiB above the loaded model) of one forward of ``case``."""
-    call = forward_call(G, case, settings.device)
+def _speed(
+    G: torch.nn.Module, case: ForwardCase, settings: BenchSettings, call: Callable[[], object] | None = None
+) -> tuple[float, float]:
+    """(images/s, peak MiB above the loaded model) of ``call`` (default: the full forward of ``case``)."""
+    call = call or forward_call(G, case, settings.device)
     with measure_peak_memory(settings.device) as memory:
         seconds = timeit(call, repeat=case.repeat, warmup=case.warmup, device=settings.device)
     return case.batch / seconds, memory.above_baseline_mib
+
+
+def feature_call(G: torch.nn.Module, case: ForwardCase, device: torch.device) -> Callable[[], object]:
+    """One no-grad forward of the low-resolution feature image alone: the teacher's volume render
+    (backbone + renderer) or the student's convolutional synthesis, the part distillation replaces."""
+    z, c = generator_inputs(case.batch, G.z_dim, device, camera_preset_for(G))
+
+    def call() -> object:
+        with torch.inference_mode():
+            ws = G.mapping(z, c)
+            if isinstance(G, StudentGenerator):
+                return G.feature_synthesis(G.student_ws(ws, c), noise_mode="const")
+            planes = G.planes(ws, noise_mode="const", residual=False)
+            return G.render(planes, c, case.resolution, perturb=False)
+
+    return call
 
 
 def run(settings: BenchSettings) -> list[dict]:
@@ -46,6 +75,7 @@ def run(settings: BenchSettings) -> list[dict]:
         G = build(preset, settings.device)
         params = sum(p.numel() for p in G.parameters()) / 1e6
         measured[name] = _speed(G, case, settings)
+        measured[f"{name} features"] = _speed(G, case, settings, feature_call(G, case, settings.device))
         del G
         what = (
             f"{preset} {'teacher (render' if name == 'teacher' else 'student (features'} {resolution} + SR)"
@@ -64,6 +94,17 @@ def run(settings: BenchSettings) -> list[dict]:
                 "value": measured[name][1],
                 "unit": "MiB",
                 "notes": f"batch {batch}",
+            }
+        )
+    for name in ("teacher", "student"):
+        speed, peak = measured[f"{name} features"]
+        part = "volume render" if name == "teacher" else "convolutional synthesis"
+        rows.append(
+            {
+                "name": f"  {name}: {resolution}^2 feature image alone ({part})",
+                "value": speed,
+                "unit": "images/s",
+                "notes": f"peak {peak:,.0f} MiB above the loaded model, batch {batch}",
             }
         )
     rows.append(
