@@ -26,7 +26,9 @@ from benchmarks.common import BenchSettings, matmul_gflops, measure_peak_memory,
 from mimic3d.camera import PRESETS, CameraPreset, intrinsics_matrix, make_label, orbit_cam2world
 from mimic3d.models import TriplaneGenerator, generator_preset
 from mimic3d.models.config import EPIGRAF_FACE_RENDERING, epigraf_architecture
+from mimic3d.models.student import StudentGenerator, student_config
 from mimic3d.tools.viewpoints import camera_preset_for
+from mimic3d.training.presets import load_config
 
 OFFICIAL_SECONDS = {"2d": 17.3, "3d": 28.6}  # official Mimic3D, batch 2, render 128, this CPU
 OFFICIAL_BATCH, OFFICIAL_RENDER = 2, 128
@@ -110,6 +112,18 @@ def build_generator(preset: str, device: torch.device | str = "cpu") -> Triplane
     torch.manual_seed(0)
     config = ARCHITECTURES[preset]() if preset in ARCHITECTURES else generator_preset(preset)
     return TriplaneGenerator(config).eval().to(device)
+
+
+def build_student(preset: str, device: torch.device | str = "cpu") -> StudentGenerator:
+    """A randomly initialised distilled student of a ``preset`` teacher (seed 0): the architecture
+    ``mimic3d distill`` builds (its weights do not change its speed or memory); tiny teachers get
+    the widths of the tiny CPU preset's student."""
+    widths = {}
+    if preset.startswith("tiny-"):
+        student = load_config("tiny-distill-heads")[0].distill.student
+        widths = dict(channel_base=student.channel_base, channel_max=student.channel_max)
+    torch.manual_seed(0)
+    return StudentGenerator(student_config(generator_preset(preset), **widths)).eval().to(device)
 
 
 def forward_call(G: TriplaneGenerator, case: ForwardCase, device: torch.device | str) -> Callable[[], object]:

@@ -31,6 +31,7 @@ SUITES = {
     "generator": "generator forward images/s and peak memory per preset, branch and render resolution",
     "training": "seconds per training step, sec/kimg and peak memory per preset family",
     "memory": "largest inference batch within --memory-budget-gb (each probe a fresh process)",
+    "distill": "distilled student vs its teacher: images/s, peak memory and max batch, side by side",
     "viewer": "mimic3d view's seconds per frame: demo and ffhq512-size models, 64^2..256^2, both branches",
 }
 RESULTS_FILE = Path(__file__).resolve().parent.parent / "BENCHMARKS.md"

@@ -118,6 +118,19 @@ SUBSTITUTIONS = [
         "python",
     ),
     Rule(r"num_frames=120", "num_frames=2", "two frames", "python"),
+    Rule(
+        r"^(mimic3d distill \S+) (distill-[\w-]+)",
+        r"\1 tiny-distill-heads --name \2",
+        "the paper presets distil 512^2 teachers on GPUs: the tiny preset, named as in the docs",
+    ),
+    Rule(
+        r"^(mimic3d distill (?!--evaluate|--resume).*)$",
+        r"\1 run.batch_size=4 run.grid_size=0 run.video_frames=0 distill.eval_images=0 "
+        "distill.lpips_lr_weight=0 --max-steps 1 --no-progress",
+        "one step of 4 images; the stand-in teacher renders 8x8 features, below LPIPS's 16x16",
+    ),
+    Rule(r"^(mimic3d distill --resume.*)$", r"\1 --max-steps 2 --no-progress", "one more step"),
+    Rule(r"--num-images 64", "--num-images 4", "4 teacher/student pairs"),
     Rule(r"resolution=256\)", "resolution=64)", "a 64^3 grid", "python"),
     Rule(r'"yaw-sweep", 128', '"yaw-sweep", 4', "four cameras", "python"),
     Rule(
@@ -181,6 +194,17 @@ NOT_RUNNABLE = [
         "on the tiny Mimic3D (test_mimic3d_3d_branch_with_beta_patches_and_the_scale_aware_d)",
         document="training.md",
     ),
+    Rule(
+        r"^python examples/onnx_multiview\.py",
+        None,
+        "tests/test_export_network.py runs the example on an exported student, with torch blocked",
+    ),
+    Rule(
+        r"^mimic3d demo ",
+        None,
+        "trains for 7 minutes; "
+        "tests/test_training_report.py::test_demo_writes_a_complete_report runs it small",
+    ),
 ]
 
 # Names the docs use for inputs -> what stands in for them (made in a block's folder when the block
@@ -199,6 +223,8 @@ STAND_INS = {
     "network-snapshot-001000.pkl": "checkpoint",
     "net.safetensors": "checkpoint",
     "demo-output/runs/00000-tiny-mimic3d-heads": "run",
+    "demo-output/runs/00000-tiny-eg3d-heads": "run",
+    "demo-output/heads32-800-seed0.zip": "dataset",
     "runs/00001-ffhq": "run folder holding network-snapshot-001000",
     "dino.pt": "features",
     **{name: "photos" for name in ("photos/", "lego/", "cats/", "shots/", "transforms.json", "angles.json")},

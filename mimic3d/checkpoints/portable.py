@@ -46,6 +46,7 @@ _BUILTIN_MODULES: dict[str, str] = {
     "DualDiscriminator": "mimic3d.models.discriminator",
     "PatchDiscriminator": "mimic3d.models.patch_discriminator",
     "HyperModulatedPatchDiscriminator": "mimic3d.models.patch_discriminator",
+    "StudentGenerator": "mimic3d.models.student",
 }
 _REGISTERED: dict[str, type[nn.Module]] = {}
 

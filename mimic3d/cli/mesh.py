@@ -21,6 +21,7 @@ from mimic3d.tools.mesh import (
     seed_volume,
 )
 from mimic3d.tools.parsing import parse_seeds
+from mimic3d.tools.rendering import require_3d
 from mimic3d.tools.viewpoints import camera_preset_for
 
 
@@ -72,7 +73,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     formats = [check_format(name.strip()) for name in args.format.split(",")]
     wants_mesh = any(name in MESH_FORMATS for name in formats)
-    G = open_model(args)
+    G = require_3d(open_model(args), args.network)
     preset = camera_preset_for(G, args.camera)
     box = G.config.rendering.box_warp
     for seed in parse_seeds(args.seeds):

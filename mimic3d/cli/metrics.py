@@ -284,7 +284,7 @@ def evaluate(job: MetricsJob, device: torch.device) -> list[dict[str, Any]]:
             f"{job.data}: images are {dataset.resolution}x{dataset.resolution}, but {job.network} "
             f"generates {resolution}x{resolution}; evaluate against the dataset it was trained on"
         )
-    if job.chunk_rays is not None:
+    if job.chunk_rays is not None and hasattr(G, "renderer"):  # a distilled student renders no rays
         G.renderer = G.renderer.with_options(chunk_rays=job.chunk_rays)
     extractor = build_extractor(job, device, dataset.resolution)
     metadata = {

@@ -167,11 +167,24 @@ def run_train(args: argparse.Namespace) -> int:
     if args.print_config:
         print(config_to_yaml(config), end="")
         return 0
+    name = None if run_dir is not None else args.name or Path(preset).stem
+    return launch_run(args, config, snapshot, run_dir, name)
+
+
+def launch_run(
+    args: argparse.Namespace,
+    config: TrainConfig,
+    snapshot: Path | None,
+    run_dir: Path | None,
+    name: str | None,
+    command: str = "train",
+) -> int:
+    """Train ``config`` in a new run folder ``name`` under ``args.outdir`` or, with ``snapshot``, continue
+    the run in ``run_dir``; the exit status of ``mimic3d <command>`` (see the epilog)."""
     process = setup_processes(config.run.device)
     fresh = run_dir is None
     try:
         if fresh:
-            name = args.name or Path(preset).stem
             run_dir = broadcast_object(new_run_dir(args.outdir, name) if process.is_main else None)
             if process.is_main:  # from its first instant a run folder says how to start it over
                 write_text_atomic(run_dir / CONFIG_FILE, config_to_yaml(config))
@@ -193,12 +206,12 @@ def run_train(args: argparse.Namespace) -> int:
         try:
             result = trainer.run(max_steps=args.max_steps)
         except TrainingDiverged as err:
-            print(f"mimic3d train: {err}", file=sys.stderr)
+            print(f"mimic3d {command}: {err}", file=sys.stderr)
             return EXIT_DIVERGED
         if process.is_main:
             print(f"{result.status}: run folder {run_dir}, snapshot {result.snapshot}")
             if result.status == "interrupted":
-                print(f"resume with: mimic3d train --resume {run_dir}")
+                print(f"resume with: mimic3d {command} --resume {run_dir}")
             if result.step == start_step:
                 print(
                     f"nothing to train: the run had already reached {result.status}; add "

@@ -185,29 +185,17 @@ class TriplaneGenerator(nn.Module):
         [N, class_dim], which follow the camera in the conditioning input. Always in full precision:
         the mapping is cheap and every later layer reads its output, so it runs with autocast off.
         """
-        z = self._input(z, "z", [self.z_dim], "latents")
-        c = self._camera(c, z.shape[0])
-        parts = []
-        if self.config.pose_conditioning:
-            if self.config.c_gen_conditioning_zero:
-                c = torch.zeros_like(c)
-            parts.append(full_precision(c) * self.config.c_scale)
-        if self.config.class_dim:
-            labels = self._input(labels, "labels", [self.config.class_dim], "one-hot class labels")
-            if labels.shape[0] != c.shape[0]:
-                n, m = labels.shape[0], c.shape[0]
-                raise ValueError(f"labels: batch size {n} differs from the latents' {m}")
-            parts.append(full_precision(labels))
-        elif labels is not None:
-            raise ValueError("labels: this model is not class-conditional (class_dim is 0)")
-        with torch.autocast(z.device.type, enabled=False):
-            return self.backbone.mapping(
-                full_precision(z),
-                torch.cat(parts, 1) if parts else None,
-                truncation_psi=truncation_psi,
-                truncation_cutoff=truncation_cutoff,
-                update_emas=update_emas,
-            )
+        return map_latents(
+            self.backbone.mapping,
+            self.config,
+            z,
+            c,
+            truncation_psi,
+            truncation_cutoff,
+            update_emas,
+            labels,
+            self.decoder.net[0].weight,
+        )
 
     def planes(
         self,
@@ -503,28 +491,10 @@ class TriplaneGenerator(nn.Module):
         return TriplaneRenderer(replace(self.renderer.config, perturb=bool(perturb)))
 
     def _input(self, x: Any, name: str, shape: list[int], what: str) -> Tensor:
-        """``x`` checked to be a floating-point tensor [N, *shape], on the model's device and dtype."""
-        if not isinstance(x, Tensor) or x.ndim != 1 + len(shape) or list(x.shape[1:]) != shape:
-            got = list(x.shape) if isinstance(x, Tensor) else type(x).__name__
-            raise ValueError(f"{name}: expected {what} [N, {', '.join(map(str, shape))}], got {got}")
-        if not x.is_floating_point():
-            raise ValueError(f"{name}: expected a floating-point tensor, got {x.dtype}")
-        reference = self.decoder.net[0].weight
-        return x.to(device=reference.device, dtype=reference.dtype)
+        return checked_input(x, name, shape, what, self.decoder.net[0].weight)
 
     def _camera(self, c: Any, batch_size: int) -> Tensor:
-        """Camera labels c [N, c_dim] checked (shape, batch, finite values) and cast like ``_input``."""
-        given = c
-        c = self._input(c, "c", [self.c_dim], "camera labels")
-        if c.shape[0] != batch_size:
-            raise ValueError(f"c: batch size {c.shape[0]} differs from the latents' {batch_size}")
-        # Values are checked where that costs no GPU synchronisation (``on_host``): labels given on
-        # the CPU; labels already on a GPU come from our own samplers.
-        if on_host(given) and not bool(torch.isfinite(given).all()):
-            raise ValueError(
-                "c: camera labels hold NaN or infinite values (mimic3d.camera.validate_label names them)"
-            )
-        return c
+        return checked_camera(c, self.c_dim, batch_size, self.decoder.net[0].weight)
 
     def extra_repr(self) -> str:
         cfg = self.config
@@ -532,6 +502,71 @@ class TriplaneGenerator(nn.Module):
         return (
             f"{kind}, img_resolution={cfg.img_resolution}, triplane={cfg.triplane_resolution}, "
             f"sr3d={cfg.sr3d}, superresolution={cfg.superresolution}"
+        )
+
+
+def checked_input(x: Any, name: str, shape: list[int], what: str, reference: Tensor) -> Tensor:
+    """``x`` checked to be a floating-point tensor [N, *shape], cast to the device and dtype of a
+    model's ``reference`` weight."""
+    if not isinstance(x, Tensor) or x.ndim != 1 + len(shape) or list(x.shape[1:]) != shape:
+        got = list(x.shape) if isinstance(x, Tensor) else type(x).__name__
+        raise ValueError(f"{name}: expected {what} [N, {', '.join(map(str, shape))}], got {got}")
+    if not x.is_floating_point():
+        raise ValueError(f"{name}: expected a floating-point tensor, got {x.dtype}")
+    return x.to(device=reference.device, dtype=reference.dtype)
+
+
+def checked_camera(c: Any, c_dim: int, batch_size: int, reference: Tensor) -> Tensor:
+    """Camera labels c [N, c_dim] checked (shape, batch, finite values) and cast like ``checked_input``."""
+    given = c
+    c = checked_input(c, "c", [c_dim], "camera labels", reference)
+    if c.shape[0] != batch_size:
+        raise ValueError(f"c: batch size {c.shape[0]} differs from the latents' {batch_size}")
+    # Values are checked where that costs no GPU synchronisation (``on_host``): labels given on
+    # the CPU; labels already on a GPU come from our own samplers.
+    if on_host(given) and not bool(torch.isfinite(given).all()):
+        raise ValueError(
+            "c: camera labels hold NaN or infinite values (mimic3d.camera.validate_label names them)"
+        )
+    return c
+
+
+def map_latents(
+    mapping: nn.Module,
+    config: GeneratorConfig,
+    z: Tensor,
+    c: Tensor,
+    truncation_psi: float,
+    truncation_cutoff: int | None,
+    update_emas: bool,
+    labels: Tensor | None,
+    reference: Tensor,
+) -> Tensor:
+    """``TriplaneGenerator.mapping`` of a generator configured by ``config`` whose mapping network is
+    ``mapping`` (also the distilled students', which keep their teacher's); inputs are cast like
+    ``reference``."""
+    z = checked_input(z, "z", [config.z_dim], "latents", reference)
+    c = checked_camera(c, config.c_dim, z.shape[0], reference)
+    parts = []
+    if config.pose_conditioning:
+        if config.c_gen_conditioning_zero:
+            c = torch.zeros_like(c)
+        parts.append(full_precision(c) * config.c_scale)
+    if config.class_dim:
+        labels = checked_input(labels, "labels", [config.class_dim], "one-hot class labels", reference)
+        if labels.shape[0] != c.shape[0]:
+            n, m = labels.shape[0], c.shape[0]
+            raise ValueError(f"labels: batch size {n} differs from the latents' {m}")
+        parts.append(full_precision(labels))
+    elif labels is not None:
+        raise ValueError("labels: this model is not class-conditional (class_dim is 0)")
+    with torch.autocast(z.device.type, enabled=False):
+        return mapping(
+            full_precision(z),
+            torch.cat(parts, 1) if parts else None,
+            truncation_psi=truncation_psi,
+            truncation_cutoff=truncation_cutoff,
+            update_emas=update_emas,
         )
 
 

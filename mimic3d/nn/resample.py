@@ -92,7 +92,7 @@ def _depthwise_pass(
     x: Tensor, kernel: Tensor, up: tuple[int, int], down: tuple[int, int], pad: tuple[int, int, int, int]
 ) -> Tensor:
     """One upfirdn pass with a correlation kernel [kh, kw] on x [N, C, H, W] (steps as in upfirdn2d)."""
-    channels = x.shape[1]
+    channels = int(x.shape[1])  # a constant, not a traced size: exporters need the filter's shape
     kh, kw = kernel.shape
     (ux, uy), (dx, dy) = up, down
     px0, px1, py0, py1 = pad
@@ -287,13 +287,12 @@ def _transposed_conv(x: Tensor, kernel: Tensor, stride: int, groups: int) -> Ten
     the StyleGAN layer sizes (same multiply count, faster kernels); elsewhere (``kernel_paths``)
     ``F.conv_transpose2d`` runs, as in the official code.
     """
-    n, in_channels, height, width = x.shape
+    if torch.jit.is_tracing() or not kernel_paths(x.device).polyphase_transposed_conv:
+        # Exporters (TorchScript, ONNX) need static shapes, which the phase-wise writes below lose;
+        # off CPU, F.conv_transpose2d runs as in the official code.
+        return transposed_conv_direct(x, kernel, stride, groups)
+    n, _, height, width = x.shape
     out_channels, _, kh, kw = kernel.shape
-    if not kernel_paths(x.device).polyphase_transposed_conv:
-        # conv_transpose2d's weight is [I, O/groups, kh, kw]; it scatters without flipping.
-        per_group = kernel.reshape(groups, out_channels // groups, in_channels // groups, kh, kw)
-        weight = per_group.transpose(1, 2).reshape(in_channels, out_channels // groups, kh, kw)
-        return F.conv_transpose2d(x, weight, stride=stride, groups=groups)
     out_shape = [n, out_channels, (height - 1) * stride + kh, (width - 1) * stride + kw]
     covered = stride <= kh and stride <= kw
     y = x.new_empty(out_shape) if covered else x.new_zeros(out_shape)
@@ -304,6 +303,14 @@ def _transposed_conv(x: Tensor, kernel: Tensor, stride: int, groups: int) -> Ten
             ty, tx = sub.shape[2:]
             y[:, :, ry::stride, rx::stride] = F.conv2d(x, sub, padding=(ty - 1, tx - 1), groups=groups)
     return y
+
+
+def transposed_conv_direct(x: Tensor, kernel: Tensor, stride: int, groups: int) -> Tensor:
+    """``_transposed_conv`` as one ``conv_transpose2d`` (its weight layout: [I, O/groups, kh, kw])."""
+    out_channels, in_per_group, kh, kw = kernel.shape
+    weight = kernel.reshape(groups, out_channels // groups, in_per_group, kh, kw).transpose(1, 2)
+    weight = weight.reshape(groups * in_per_group, -1, kh, kw)
+    return F.conv_transpose2d(x, weight, stride=stride, groups=groups)
 
 
 def conv2d_resample(

@@ -205,6 +205,14 @@ def gather_bilinear(rows: Tensor, index: Tensor, weight: Tensor) -> Tensor:
     return _BilinearGather.apply(rows, index, weight, None)
 
 
+def _traceable_gather(rows: Tensor, index: Tensor, weight: Tensor, buffer: _GradientBuffer | None) -> Tensor:
+    """``_BilinearGather`` outside tracing; its forward alone inside (TorchScript and ONNX exporters
+    cannot record a Python autograd function, and an exported graph computes no gradients)."""
+    if torch.jit.is_tracing():
+        return F.embedding_bag(index, rows, per_sample_weights=weight, mode="sum")
+    return _BilinearGather.apply(rows, index, weight, buffer)
+
+
 class _TriplaneLayout(NamedTuple):
     """Per-tri-plane constants turning texel coordinates [P, 3] into corner weights/indices [P, 12].
 
@@ -322,7 +330,7 @@ class TriplaneSampler:
         """Plane-averaged features, summed over tri-planes: points [N, P, 3] -> [N, P, C] float32."""
         index, weight = self.corners(points, plane_scale=1 / 3)
         with torch.autocast(points.device.type, enabled=False):
-            out = _BilinearGather.apply(self.rows, index, weight, self._grad_buffer)
+            out = _traceable_gather(self.rows, index, weight, self._grad_buffer)
         return out.view(points.shape[0], points.shape[1], self.channels)
 
     def plane_features(self, points: Tensor) -> Tensor:
@@ -333,7 +341,7 @@ class TriplaneSampler:
         index = index.view(n * p, -1, 3, 4).transpose(1, 2).reshape(n * p * 3, -1)
         weight = weight.view(n * p, -1, 3, 4).transpose(1, 2).reshape(n * p * 3, -1)
         with torch.autocast(points.device.type, enabled=False):
-            out = _BilinearGather.apply(self.rows, index, weight, self._grad_buffer)
+            out = _traceable_gather(self.rows, index, weight, self._grad_buffer)
         return out.view(n, p, 3, self.channels).permute(0, 2, 1, 3)
 
 

@@ -25,7 +25,7 @@ from mimic3d.camera import split_label
 from mimic3d.models.generator import TriplaneGenerator, Triplanes
 from mimic3d.render import Field, TriplaneRenderer, image_uv, rays_from_uv
 from mimic3d.tools.imaging import tile_grid, to_uint8
-from mimic3d.tools.rendering import check_render_resolution, render_branch
+from mimic3d.tools.rendering import check_render_resolution, render_branch, shared_planes
 
 RowRenderer = Callable[[Tensor], Tensor]  # camera label [1, 25] -> RGB row [W, 3] in [-1, 1]
 
@@ -141,8 +141,7 @@ def seed_epis(
     """{branch: EPI [F, W, 3]} of ws [1, num_ws, w_dim] over cameras labels [F, 25] (e.g. a yaw sweep);
     the tri-planes are computed once."""
     check_render_resolution(resolution)
-    with torch.no_grad():
-        planes = G.planes(ws, noise_mode="const", residual=None if "3d" in branches else False)
+    planes = shared_planes(G, ws, "3d" in branches)
     return {
         branch: spatio_temporal_texture(
             model_row_renderer(G, ws, planes, branch, row, resolution), labels, progress

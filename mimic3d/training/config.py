@@ -26,6 +26,7 @@ from mimic3d.models.patch_discriminator import (
 )
 from mimic3d.paths import absolute_path
 from mimic3d.training.augment import AugmentConfig
+from mimic3d.training.distill_config import DistillConfig
 from mimic3d.training.patches import PATCH_DISTRIBUTIONS, SCALED_DISTRIBUTIONS
 
 AUGMENT_MODES = ("noaug", "ada", "fixed")
@@ -195,6 +196,8 @@ class TrainConfig:
     ``discriminator`` None trains patch-wise as EpiGRAF: every D input is a scaled patch (``patches``)
     judged by ``hyper_discriminator``. With a (dual) ``discriminator``, a ``hyper_discriminator`` is
     Mimic3D's D^3D instead of the plain ``patch_discriminator`` (beyond the Mimic3D paper).
+    A ``distill`` section trains a distilled student of its teacher instead of G (NeRF-GAN
+    distillation); ``generator`` is then the teacher's architecture (``mimic3d.training.distill``).
     """
 
     generator: GeneratorConfig = field(default_factory=GeneratorConfig)
@@ -208,6 +211,7 @@ class TrainConfig:
     augment: AugmentSection = field(default_factory=AugmentSection)
     data: DataConfig = field(default_factory=DataConfig)
     run: RunConfig = field(default_factory=RunConfig)
+    distill: DistillConfig | None = None
     description: str = ""
 
     def __post_init__(self) -> None:
@@ -232,6 +236,11 @@ class TrainConfig:
     def patch_wise(self) -> bool:
         """EpiGRAF training: no dual discriminator, only patches (see the class docstring)."""
         return self.discriminator is None
+
+    @property
+    def distilling(self) -> bool:
+        """NeRF-GAN distillation: G is a student of the frozen ``distill.teacher``."""
+        return self.distill is not None
 
     @property
     def patch_d_config(self) -> PatchDiscriminatorConfig | HyperModulatedPatchDiscriminatorConfig | None:
@@ -301,6 +310,28 @@ class TrainConfig:
             raise ValueError(f"data.workers: expected >= 0, got {self.data.workers}")
         if self.data.max_size is not None:
             _check_positive("data.max_size", self.data.max_size)
+        if self.distill is not None:
+            self._validate_distill()
+
+    def _validate_distill(self) -> None:
+        """A student has no density, no 3D branch and no patches; its D is EG3D's dual discriminator."""
+        self.distill.validate()
+        if self.patch_wise:
+            raise ValueError("discriminator: distillation's adversarial stage uses EG3D's dual discriminator")
+        if self.loss.trains_3d_branch or self.patch_discriminator is not None:
+            raise ValueError(
+                "loss.imitation_weight: a student has no 3D branch; set loss.imitation_weight=0, "
+                "loss.imitation_l1=0, loss.patch_gan=0 and patch_discriminator=null"
+            )
+        if self.loss.density_reg > 0:
+            raise ValueError("loss.density_reg: a student has no density to regularise; set it to 0")
+        if self.run.init_from is not None:
+            raise ValueError(
+                "run.init_from: a distillation run starts from its teacher (distill.teacher); "
+                "continue one with --resume"
+            )
+        if self.schedule.nrr_final is not None:
+            raise ValueError("schedule.nrr_final: a student renders its features at one resolution; set null")
 
     def check_chunk(self, chunk: int) -> None:
         """ValueError unless a discriminator batch of ``chunk`` images (``run.batch_gpu``, or the

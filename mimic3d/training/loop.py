@@ -1,8 +1,9 @@
-"""The training loop of EG3D, Mimic3D (stage 1, stage 2, end to end) and EpiGRAF.
+"""The training loop of EG3D, Mimic3D (stage 1, stage 2, end to end), EpiGRAF and NeRF-GAN distillation.
 
 One step: fetch a global batch of reals, run every due phase (``Gmain``, ``Greg``, ``Dmain``,
-``Dreg``, ``Dpatch_main``, ``Dpatch_reg``; see ``loss``, and ``patch_loss`` for EpiGRAF's
-patch-wise ``Gmain``, ``Dmain``, ``Dreg``) over this process's chunks, average the
+``Dreg``, ``Dpatch_main``, ``Dpatch_reg``; see ``loss``, ``patch_loss`` for EpiGRAF's
+patch-wise ``Gmain``, ``Dmain``, ``Dreg`` and ``distill_loss`` for a student's ``Gmain`` and its
+stage-2 ``Dmain``, ``Dreg``) over this process's chunks, average the
 gradients over all chunks of all processes and step; then update G_ema and ADA. Every tick logs
 statistics; every ``snapshot_kimg`` (and at the end, and on SIGINT/SIGTERM after the current
 step) a snapshot, sample grids and a clip are written. A non-finite loss stops the run with
@@ -28,6 +29,8 @@ from mimic3d.runtime import apply_backend_policy, compile_modules, expected_sync
 from mimic3d.training.augment import AdaptiveProbability, AugmentPipe
 from mimic3d.training.config import TrainConfig
 from mimic3d.training.data import RealImageStream, fake_camera_sampler
+from mimic3d.training.distill import load_teacher
+from mimic3d.training.distill_loss import DistillLoss
 from mimic3d.training.distributed import (
     ProcessInfo,
     all_reduce_,
@@ -125,16 +128,24 @@ class Trainer:
             run.seed,
         )
         self.labels = fake_camera_sampler(config.data.gen_cameras, self.dataset)
-        self.nets = build_networks(config, self.dataset.label_std, run.seed, device)
+        # Distillation: the frozen teacher whose student G is (not saved with the run's networks).
+        self.teacher = load_teacher(config, device) if config.distilling else None
+        self.nets = build_networks(
+            config, self.dataset.label_std, run.seed, device, self.teacher, self.dataset.labels
+        )
         self.compile_status = compile_modules(compiled_parts(self.nets), device) if run.compile else None
         self.augment_pipe, self.ada = self._build_augment()
         self.feature_extractor = load_feature_extractor(run.metrics, device)
         self.lpips = None
-        if config.loss.imitation_weight > 0:
+        if config.loss.imitation_weight > 0 or (config.distilling and config.distill.uses_lpips):
             self.lpips = build_lpips(config.loss.lpips, config.loss.lpips_weights_dir).to(device)
         self.phases = build_phases(config, self.nets.G, self.nets.D, self.nets.D_patch)
         if config.patch_wise:
             self.loss = PatchGANLoss(config, self.nets.G, self.nets.D, self.augment_pipe, self.ada)
+        elif config.distilling:
+            self.loss = DistillLoss(
+                config, self.nets.G, self.teacher, self.nets.D, self.augment_pipe, self.ada, self.lpips
+            )
         else:
             self.loss = TriplaneGANLoss(
                 config, self.nets.G, self.nets.D, self.nets.D_patch, self.augment_pipe, self.ada, self.lpips
@@ -217,7 +228,7 @@ class Trainer:
         objectives: dict[str, torch.Tensor] = {}
         nets, device, z_dim = self.nets, self.process.device, self.config.generator.z_dim
         for phase_index, phase in enumerate(self.phases):
-            if self.step % phase.interval:
+            if not phase.due(self.step, self.cur_nimg):
                 continue
             phase.module.requires_grad_(True)
             total = torch.zeros([], device=device)

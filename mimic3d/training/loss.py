@@ -21,7 +21,7 @@ D actually sees, after the blur and the augmentation (``discriminator_input``: E
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 import torch
@@ -109,9 +109,9 @@ class TriplaneGANLoss:
         self.config, self.G, self.D, self.D_patch = config, G, D, D_patch
         self.augment_pipe, self.ada, self.lpips = augment_pipe, ada, lpips
 
-    def accumulate(self, phase: str, chunk: Chunk, gain: float, progress: Progress) -> PhaseResult:
-        """Forward and backward of ``phase``: gradients of ``objective * gain`` land in .grad."""
-        handlers = {
+    def handlers(self) -> dict[str, Callable[[Chunk, Progress], PhaseResult]]:
+        """Phase name -> its forward pass (a subclass's phase set overrides this)."""
+        return {
             "Gmain": self._generator_main,
             "Greg": self._generator_density,
             "Dmain": self._discriminator_main,
@@ -119,8 +119,12 @@ class TriplaneGANLoss:
             "Dpatch_main": self._patch_main,
             "Dpatch_reg": self._patch_r1,
         }
+
+    def accumulate(self, phase: str, chunk: Chunk, gain: float, progress: Progress) -> PhaseResult:
+        """Forward and backward of ``phase``: gradients of ``objective * gain`` land in .grad."""
+        handlers = self.handlers()
         if phase not in handlers:
-            raise ValueError(f"phase: expected one of {PHASES}, got {phase!r}")
+            raise ValueError(f"phase: expected one of {tuple(handlers)}, got {phase!r}")
         result = handlers[phase](chunk, progress)
         result.objective.mul(gain).backward()
         return PhaseResult(result.objective.detach(), {k: v.detach() for k, v in result.stats.items()})

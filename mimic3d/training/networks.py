@@ -26,7 +26,9 @@ from mimic3d.models.patch_discriminator import (
     HyperModulatedPatchDiscriminatorConfig,
     PatchDiscriminator,
 )
+from mimic3d.models.student import StudentGenerator
 from mimic3d.training.config import TrainConfig
+from mimic3d.training.distill import build_student
 
 _MAX_LISTED = 6
 
@@ -36,11 +38,12 @@ class Networks:
     """G (trained), G_ema (its moving average, used for everything shown), D, and D^3D if any.
 
     D is EG3D's dual discriminator, or EpiGRAF's hyper-modulated patch discriminator when the run
-    trains patch-wise; D^3D (Mimic3D) is a plain or a hyper-modulated patch discriminator.
+    trains patch-wise; D^3D (Mimic3D) is a plain or a hyper-modulated patch discriminator. A
+    distillation run's G is the student (its teacher is not one of the run's networks).
     """
 
-    G: TriplaneGenerator
-    G_ema: TriplaneGenerator
+    G: TriplaneGenerator | StudentGenerator
+    G_ema: TriplaneGenerator | StudentGenerator
     D: DualDiscriminator | HyperModulatedPatchDiscriminator
     D_patch: PatchDiscriminator | HyperModulatedPatchDiscriminator | None
 
@@ -52,11 +55,27 @@ class Networks:
         return named
 
 
-def build_networks(config: TrainConfig, label_std: torch.Tensor, seed: int, device: torch.device) -> Networks:
-    """Freshly initialised networks (identical in every process for one seed), gradients off."""
+def build_networks(
+    config: TrainConfig,
+    label_std: torch.Tensor,
+    seed: int,
+    device: torch.device,
+    teacher: TriplaneGenerator | None = None,
+    cameras: torch.Tensor | None = None,
+) -> Networks:
+    """Freshly initialised networks (identical in every process for one seed), gradients off.
+
+    Distillation builds G as a student of ``teacher`` (which keeps its own label std), with input
+    statistics from ``cameras`` [K, 25] (the dataset's labels).
+    """
     torch.manual_seed(seed)
-    G = TriplaneGenerator(copy.deepcopy(config.generator))
-    G.dataset_label_std.copy_(label_std)
+    if config.distilling:
+        if teacher is None or cameras is None:
+            raise ValueError("build_networks: distillation needs the teacher and the dataset's cameras")
+        G = build_student(config, teacher, cameras)
+    else:
+        G = TriplaneGenerator(copy.deepcopy(config.generator))
+        G.dataset_label_std.copy_(label_std)
     if config.patch_wise:
         D = HyperModulatedPatchDiscriminator(copy.deepcopy(config.hyper_discriminator))
     else:

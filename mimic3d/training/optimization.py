@@ -18,13 +18,19 @@ GRAD_CLAMP = 1e5
 @dataclass
 class Phase:
     """One optimisation phase: ``name`` (see ``loss.PHASES``) updates ``module`` every ``interval``
-    steps with ``optimizer``, its loss multiplied by ``interval`` (lazy regularisation)."""
+    steps with ``optimizer``, its loss multiplied by ``interval`` (lazy regularisation), once
+    ``start_nimg`` images have been shown (a curriculum's later stage)."""
 
     name: str
     network: str
     module: nn.Module
     optimizer: torch.optim.Optimizer
     interval: int
+    start_nimg: int = 0
+
+    def due(self, step: int, cur_nimg: int) -> bool:
+        """Whether the phase runs at this step."""
+        return step % self.interval == 0 and cur_nimg >= self.start_nimg
 
 
 def _network_phases(
@@ -68,8 +74,21 @@ def build_phases(config: TrainConfig, G: nn.Module, D: nn.Module, D_patch: nn.Mo
     A regulariser with weight 0 has no phase. Lazy scaling follows the official training scripts:
     G's only while the density regulariser is on (train.py sets G_reg_interval only then); D's and
     D^3D's always (their reg intervals are always set, so an R1 weight of 0 still scales their Adam).
+    Distillation: the student's ``Gmain``, then EG3D's ``Dmain`` / ``Dreg`` from
+    ``distill.adversarial_kimg`` (none without that stage).
     """
     loss, optim = config.loss, config.optim
+    if config.distilling:
+        phases = _network_phases("G", G, optim.g_lr, config, "Gmain", "Greg", False, None)
+        start = config.distill.adversarial_nimg
+        if start is None:
+            return phases
+        d_phases = _network_phases(
+            "D", D, optim.d_lr, config, "Dmain", "Dreg", loss.r1_gamma > 0, loss.r1_interval
+        )
+        for phase in d_phases:
+            phase.start_nimg = start
+        return phases + d_phases
     density_on = loss.density_reg > 0
     phases = _network_phases(
         "G",
