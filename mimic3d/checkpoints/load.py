@@ -20,7 +20,13 @@ from typing import Any
 import torch
 from torch import nn
 
-from mimic3d.checkpoints.portable import assign_weights, is_portable_file, load_checkpoint, save_checkpoint
+from mimic3d.checkpoints.portable import (
+    assign_weights,
+    is_portable_file,
+    load_checkpoint,
+    read_metadata,
+    save_checkpoint,
+)
 from mimic3d.checkpoints.records import ModuleRecord
 from mimic3d.checkpoints.safe_unpickle import read_official_pickle
 from mimic3d.models.config import GeneratorConfig
@@ -103,6 +109,16 @@ def load_networks(
         f"{path}: unknown checkpoint format{hint}; expected a mimic3d folder or .safetensors file, "
         "or an official EG3D/Mimic3D network pickle"
     )
+
+
+def checkpoint_metadata(path: str | os.PathLike) -> dict[str, Any]:
+    """The JSON metadata saved with a portable checkpoint ({} for official pickles, which keep none)."""
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"checkpoint not found: {path}")
+    if path.is_dir() or is_portable_file(path):
+        return read_metadata(path)
+    return {}
 
 
 # ----------------------------------------------------------------------------- official pickles

@@ -10,6 +10,7 @@ step) a snapshot, sample grids and a clip are written. A non-finite loss stops t
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import signal
 import threading
@@ -20,6 +21,7 @@ from typing import Any
 
 import torch
 
+from mimic3d.camera import camera_statistics
 from mimic3d.data import DatasetCameraSampler, ImageDataset
 from mimic3d.losses import build_lpips
 from mimic3d.training.augment import AdaptiveProbability, AugmentPipe
@@ -118,6 +120,8 @@ class Trainer:
             run.seed,
         )
         self.labels = DatasetCameraSampler(self.dataset.labels)
+        # Stored in every checkpoint (metadata 'camera'): where tools may place cameras for this model.
+        self.camera_statistics = camera_statistics(self.dataset.labels, Path(str(self.dataset.path)).stem)
         self.nets = build_networks(config, self.dataset.label_std, run.seed, device)
         self.augment_pipe, self.ada = self._build_augment()
         self.feature_extractor = load_feature_extractor(run.metrics, device)
@@ -282,6 +286,7 @@ class Trainer:
                 "neural_rendering_resolution": nrr,
                 "dataset": str(self.config.data.path),
                 "description": self.config.description,
+                "camera": dataclasses.asdict(self.camera_statistics),
             }
             folder = save_snapshot(
                 self.run_dir,
