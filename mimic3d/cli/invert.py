@@ -9,6 +9,7 @@ from mimic3d.camera import PRESETS
 from mimic3d.data.converters import CONVENTIONS
 from mimic3d.inversion import METHODS, InversionConfig, OutputOptions, invert
 from mimic3d.inversion.latents import SPACES
+from mimic3d.tools.mesh import EG3D_LEVEL
 from mimic3d.tools.trajectories import TRAJECTORIES
 
 _DEFAULTS = InversionConfig()
@@ -76,6 +77,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--no-video", action="store_true", help="do not render the video")
     parser.add_argument("--no-mesh", action="store_true", help="do not extract the mesh")
     parser.add_argument("--mesh-resolution", type=int, default=128, help="mesh grid points per axis (128)")
+    parser.add_argument(
+        "--mesh-level", type=float, default=EG3D_LEVEL, help=f"mesh raw-sigma level (default: {EG3D_LEVEL:g})"
+    )
     parser.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda or mps (default: auto)")
     parser.add_argument("--outdir", default="out/invert", help="output folder (default: out/invert)")
@@ -100,6 +104,7 @@ def run(args: argparse.Namespace) -> int:
         frames=args.frames,
         mesh=not args.no_mesh,
         mesh_resolution=args.mesh_resolution,
+        mesh_level=args.mesh_level,
     )
     result = invert(
         args.images,

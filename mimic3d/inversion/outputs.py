@@ -34,7 +34,8 @@ from mimic3d.inversion.multiview import InversionResult
 from mimic3d.inversion.views import Targets, render_views
 from mimic3d.models.generator import TriplaneGenerator
 from mimic3d.tools.imaging import save_png, tile_grid, to_uint8
-from mimic3d.tools.mesh import EG3D_BORDER_FRACTION, EG3D_LEVEL, seed_mesh, seed_volume
+from mimic3d.tools.mesh import EG3D_BORDER_FRACTION, EG3D_LEVEL, MESH_RESOLUTIONS, seed_mesh, seed_volume
+from mimic3d.tools.parsing import check_positive_int
 from mimic3d.tools.trajectories import check_trajectory
 from mimic3d.tools.video import render_video
 from mimic3d.tools.viewpoints import orbit_labels
@@ -53,6 +54,16 @@ class OutputOptions:
     mesh: bool = True
     mesh_resolution: int = 128
     mesh_level: float = EG3D_LEVEL
+
+    def __post_init__(self) -> None:
+        # Checked before any work, so that a bad option never costs an inversion.
+        if self.trajectory is not None:
+            check_trajectory(self.trajectory)
+        check_positive_int(self.frames, "frames")
+        if self.mesh_resolution not in MESH_RESOLUTIONS:
+            raise ValueError(
+                f"mesh_resolution: expected one of {MESH_RESOLUTIONS}, got {self.mesh_resolution!r}"
+            )
 
 
 def novel_view_labels(preset: CameraPreset, count: int = NOVEL_VIEWS) -> Tensor:
