@@ -31,6 +31,7 @@ SUITES = {
     "generator": "generator forward images/s and peak memory per preset, branch and render resolution",
     "training": "seconds per training step, sec/kimg and peak memory per preset family",
     "memory": "largest inference batch within --memory-budget-gb (each probe a fresh process)",
+    "inversion": "seconds per inversion step (W+ latent, pivotal tuning) and peak memory",
 }
 RESULTS_FILE = Path(__file__).resolve().parent.parent / "BENCHMARKS.md"
 
