@@ -1,6 +1,6 @@
 """Largest inference batch within a memory budget (``python -m benchmarks.run --only memory``).
 
-For mimic3d-ffhq512's 2D branch (render 128 + SR to 512) and its 3D branch at 512 x 512, every
+For mimic3d-ffhq512-stage2's 2D branch (render 128 + SR to 512) and its 3D branch at 512 x 512, every
 candidate batch runs in a fresh process (``benchmarks.probe_batch``), whose whole peak is compared
 with the budget (``--memory-budget-gb``; default: the GPU's memory, or 8 GiB on CPU). The batches
 probed follow ``batch_search.search_max_batch``. On CPU a large probe takes many minutes, so each
@@ -48,7 +48,8 @@ class SearchTarget:
 def search_targets(quick: bool) -> list[SearchTarget]:
     if quick:
         return [SearchTarget("tiny-mimic3d", "2d", 16), SearchTarget("tiny-mimic3d", "3d", 32)]
-    return [SearchTarget("mimic3d-ffhq512", "2d", RENDER_2D), SearchTarget("mimic3d-ffhq512", "3d", 512)]
+    name = "mimic3d-ffhq512-stage2"
+    return [SearchTarget(name, "2d", RENDER_2D), SearchTarget(name, "3d", 512)]
 
 
 @dataclass

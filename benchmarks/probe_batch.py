@@ -1,7 +1,7 @@
 """One probe of the max-batch search, run in a fresh process so that its peak memory is its own.
 
 ``python -m benchmarks.probe_batch SPEC`` with SPEC a JSON object such as ``{"preset":
-"mimic3d-ffhq512", "branch": "3d", "resolution": 512, "batch": 4, "device": "cpu", "threads": 2}``
+"mimic3d-ffhq512-stage2", "branch": "3d", "resolution": 512, "batch": 4, "device": "cpu", "threads": 2}``
 (threads optional) builds the generator, runs one no-grad forward and prints one JSON line:
 ``{"batch", "peak_mib", "forward_seconds", "failed"}``. ``peak_mib`` is the whole need of the process:
 its RSS high-water mark on CPU (interpreter, torch, weights, activations), ``max_memory_allocated``

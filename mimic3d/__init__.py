@@ -1,7 +1,7 @@
 """mimic3d: 3D-aware GANs (EG3D, Mimic3D, EpiGRAF, NeRF-GAN distillation) in pure PyTorch.
 
 Public API: ``mimic3d.load(path)`` returns an inference-ready generator from our portable format or
-an official EG3D/Mimic3D pickle (read without executing code); ``mimic3d.save(path, G)``;
+an official EG3D/Mimic3D/EpiGRAF pickle (read without executing code); ``mimic3d.save(path, G)``;
 ``mimic3d.invert(images, network, ...)`` turns images of one subject into a latent and a tuned
 generator (``mimic3d.inversion``, imported on first use).
 """

@@ -37,6 +37,8 @@ _reconstruct_persistent_obj.__module__ = "torch_utils.persistence"
 class OfficialModule(torch.nn.Module):
     """Pickles as ``torch_utils.persistence`` does: a hook call with the class name and ``__dict__``."""
 
+    persistence_hook = staticmethod(_reconstruct_persistent_obj)
+
     def __init__(self, class_name: str) -> None:
         super().__init__()
         self._official_class_name = class_name
@@ -49,11 +51,16 @@ class OfficialModule(torch.nn.Module):
         meta = dict(
             type="class", version=6, module_src="raise SystemExit", class_name=class_name, state=state
         )
-        return (_reconstruct_persistent_obj, (meta,), None)
+        return (self.persistence_hook, (meta,), None)
 
 
 def official_network(
-    class_names: dict[str, str], tensors: dict[str, torch.Tensor], init_kwargs: dict, attributes: dict
+    class_names: dict[str, str],
+    tensors: dict[str, torch.Tensor],
+    init_kwargs: dict,
+    attributes: dict,
+    buffer_names: set[str] = BUFFER_NAMES,
+    module_class: type[OfficialModule] = OfficialModule,
 ) -> OfficialModule:
     """A tree of stand-ins with the official module paths, classes, tensors and root fields."""
     paths = set(class_names)
@@ -62,13 +69,13 @@ def official_network(
         paths.update(".".join(parts[:i]) for i in range(len(parts) + 1))
     nodes: dict[str, OfficialModule] = {}
     for path in sorted(paths, key=lambda p: (0 if not p else p.count(".") + 1, p)):
-        nodes[path] = OfficialModule(class_names.get(path, "Module"))
+        nodes[path] = module_class(class_names.get(path, "Module"))
         if path:
             parent, _, name = path.rpartition(".")
             nodes[parent].add_module(name, nodes[path])
     for key, tensor in tensors.items():
         owner, _, name = key.rpartition(".")
-        if name in BUFFER_NAMES:
+        if name in buffer_names:
             nodes[owner].register_buffer(name, tensor)
         else:
             nodes[owner].register_parameter(name, torch.nn.Parameter(tensor, requires_grad=False))
@@ -182,6 +189,27 @@ def test_official_discriminator_is_imported(tmp_path, monkeypatch, tiny_discrimi
         ValueError, match=r"unsupported DualDiscriminator option\(s\) \['block_kwargs.activation'\]"
     ):
         load_networks(path, names=["D"])
+
+
+def test_optional_buffers_default_with_a_warning_and_required_ones_are_refused(tmp_path, monkeypatch):
+    # A G pickled outside EG3D's training loop (PTI and other tools) has no dataset_label_std.
+    info = json.loads((PARITY / "eg3d_small.json").read_text())
+    weights = {k: v.float() for k, v in load_file(str(PARITY / "eg3d_small_weights.safetensors")).items()}
+    io = load_file(str(PARITY / "eg3d_small_io.safetensors"))
+    lacking = {k: v for k, v in weights.items() if k != "dataset_label_std"}
+    network = official_network(info["sub_modules"], lacking, info["init_kwargs"], info["attributes"])
+    path = write_snapshot(tmp_path / "pti.pkl", monkeypatch, G_ema=network)
+    with pytest.warns(UserWarning, match="no dataset_label_std buffer"):
+        G = load(path)
+    assert torch.equal(G.dataset_label_std, torch.zeros(25))
+    with torch.no_grad():
+        out = G(io["z"], io["c"], noise_mode="const", perturb=False)
+    torch.testing.assert_close(out["image"], io["image"], rtol=0, atol=1e-4)  # as the parity test
+    # A buffer generation needs is still required.
+    del lacking["backbone.mapping.w_avg"]
+    network = official_network(info["sub_modules"], lacking, info["init_kwargs"], info["attributes"])
+    with pytest.warns(UserWarning), pytest.raises(ValueError, match="missing keys: backbone.mapping.w_avg"):
+        load(write_snapshot(tmp_path / "broken.pkl", monkeypatch, G_ema=network))
 
 
 def test_unsupported_official_variants_are_named(tmp_path, monkeypatch):

@@ -110,10 +110,11 @@ def test_crop_takes_the_centred_square_and_moves_the_principal_point(files, tmp_
 @pytest.mark.parametrize(
     ("extra", "field"),
     [
-        (["--method", "z"], "method"),
-        (["--mesh-resolution", "100"], "mesh_resolution"),
+        (["--method", "z"], "--method"),
+        (["--mesh-resolution", "100"], "--mesh-resolution"),
         (["--cameras", "MISSING"], "camera file not found"),
-        (["--branch", "4d"], "branch"),
+        (["--branch", "4d"], "--branch"),
+        (["--steps", "-1"], "--steps"),
     ],
 )
 def test_bad_arguments_give_one_line_errors(files, tmp_path, capsys, extra, field):

@@ -107,8 +107,8 @@ def test_fid_and_kid_on_a_scripted_feature_network(files, cache, tmp_path):
     args = ["metrics", str(files["network"]), "--data", str(files["data"]),
             "--features", str(files["features"]), "--run-dir", str(tmp_path), *QUICK]
     assert main([*args, "--metrics", "fid50k_full,kid50k_full"]) == 0
-    fid_file = tmp_path / "metric-fid50k_full_gen8_custom[chanstats].jsonl"
-    kid_file = tmp_path / "metric-kid50k_full_gen8_custom[chanstats].jsonl"
+    fid_file = tmp_path / "metric-fid50k_full_gen8_custom-chanstats.jsonl"
+    kid_file = tmp_path / "metric-kid50k_full_gen8_custom-chanstats.jsonl"
     (fid,), (kid,) = read_records(fid_file), read_records(kid_file)
     digest = hashlib.sha256(files["features"].read_bytes()).hexdigest()
     for record in (fid, kid):

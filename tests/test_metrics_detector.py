@@ -46,7 +46,7 @@ def test_offline_error_says_which_file_to_place_where(empty_cache, monkeypatch):
     assert str(empty_cache) in message
     for entry in DETECTOR_FILES:
         assert str(empty_cache / entry.filename) in message and entry.url in message
-    assert "--detector PATH" in message
+    assert "load_inception(path)" in message and "--detector" not in message  # the caller's own way
     assert not any(empty_cache.iterdir())  # no partial downloads left behind
 
     with pytest.raises(FileNotFoundError, match="downloads disabled"):

@@ -46,6 +46,8 @@ def toy_labels(count: int = 12) -> torch.Tensor:
 class ToyGenerator:
     """A fixed function of (z, c): colour from z, a horizontal ramp whose slope is the camera's x."""
 
+    z_dim = 512  # read by the runner, as from a generator
+
     def __init__(self, offset: float = 0.0) -> None:
         self.offset = offset
         self.calls: list[tuple[int, torch.Tensor]] = []
@@ -178,11 +180,14 @@ def test_records_are_appended_as_json_lines(tmp_path):
                             tiny_extractor(), batch_size=32, metadata={"branch": "2d", "network": "toy.pkl"})
     report_metric(result, tmp_path)
     report_metric(result, tmp_path)
-    lines = (tmp_path / "metric-fid_toy_custom[tiny].jsonl").read_text().splitlines()
+    # The metric keeps its name; the file name has no brackets (shell- and URL-safe).
+    assert [p.name for p in tmp_path.iterdir()] == ["metric-fid_toy_custom-tiny.jsonl"]
+    lines = (tmp_path / "metric-fid_toy_custom-tiny.jsonl").read_text().splitlines()
     assert len(lines) == 2
     record = json.loads(lines[0])
     assert record["results"] == result.results and record["metric"] == "fid_toy_custom[tiny]"
     assert record["protocol"]["num_gen"] == 96 and record["protocol"]["real_set"] == "full"
+    assert record["protocol"]["detector"] == "tiny"  # the features used, not the protocol's Inception
     assert record["detector"]["name"] == "tiny" and not record["detector"]["standard"]
     assert record["num_real"] == 64 and record["branch"] == "2d" and record["num_gpus"] == 1
     with pytest.raises(FileNotFoundError, match="run folder"):
@@ -266,7 +271,7 @@ def test_torchscript_feature_networks(tmp_path):
 def test_generator_and_real_image_errors():
     labels = DatasetCameraSampler(toy_labels())
     with pytest.raises(ValueError, match=r"generate\(z, c\) must return images \[4, 3, H, W\]"):
-        list(generated_batches(lambda z, c: torch.zeros(4, RES, RES), labels, num_images=8))
+        list(generated_batches(lambda z, c: torch.zeros(4, RES, RES), labels, num_images=8, z_dim=8))
     with pytest.raises(ValueError, match="uint8 batches"):
         list(real_batches([torch.zeros(2, 3, RES, RES)]))
     bad = ToyDataset(2)

@@ -12,12 +12,13 @@ import yaml
 
 from mimic3d.camera import intrinsics_matrix, make_label, orbit_cam2world
 from mimic3d.models import (
-    GENERATOR_PRESET_NAMES,
     GeneratorConfig,
     TriplaneGenerator,
     Triplanes,
     generator_preset,
+    generator_preset_names,
 )
+from mimic3d.training.presets import load_config, preset_names
 
 VARIANTS = ["tiny-eg3d", "tiny-mimic3d-stage1", "tiny-mimic3d"]
 
@@ -72,7 +73,7 @@ def test_output_shapes_of_both_branches(generators, name):
 def test_parameter_counts_match_official_ffhq512():
     eg3d = TriplaneGenerator(generator_preset("eg3d-ffhq512"))
     assert sum(p.numel() for p in eg3d.parameters()) == 30_662_136
-    mimic3d = TriplaneGenerator(generator_preset("mimic3d-ffhq512"))
+    mimic3d = TriplaneGenerator(generator_preset("mimic3d-ffhq512-stage2"))
     assert sum(p.numel() for p in mimic3d.parameters()) == 34_508_618
     # Official module tree: 3D-aware blocks at every backbone resolution, S^3D inside the last one.
     names = {name for name, _ in mimic3d.named_modules()}
@@ -250,7 +251,39 @@ def test_bad_inputs_are_named(generators):
         TriplaneGenerator({"z_dim": 16})
 
 
-@pytest.mark.parametrize("name", GENERATOR_PRESET_NAMES)
+def test_inputs_are_checked_and_cast_at_the_api_boundary(generators):
+    G = generators["tiny-eg3d"]
+    z, c = torch.randn(2, 16), _cameras(2)
+    reference = G(z, c, perturb=False)["image"]
+    # Float64 inputs are cast to the model's dtype: the same float32 numbers, bit for bit.
+    assert torch.equal(G(z.double(), c.double(), perturb=False)["image"], reference)
+    with pytest.raises(ValueError, match=r"z: expected latents \[N, 16\], got \[16\]"):
+        G(z[0], c[:1])
+    with pytest.raises(ValueError, match="c: expected a floating-point tensor"):
+        G(z, c.long())
+    bad = c.clone()
+    bad[1, 5] = float("nan")
+    with pytest.raises(ValueError, match="c: camera labels hold NaN"):
+        G(z, bad)
+    with pytest.raises(ValueError, match="c: camera labels hold NaN"):
+        G.synthesis(G.mapping(z, c), bad)
+    # Resolution 0 is refused, not read as "the default".
+    for branch in ("2d", "3d"):
+        with pytest.raises(ValueError, match="neural_rendering_resolution"):
+            G(z, c, branch=branch, neural_rendering_resolution=0)
+
+
+def test_generator_presets_share_the_training_presets_names():
+    # One naming scheme: every training preset names the generator its runs start with.
+    for name in preset_names():
+        assert generator_preset(name) == load_config(name, ["run.init_from=x"])[0].generator, name
+    tiny = {"tiny-eg3d", "tiny-mimic3d-stage1", "tiny-mimic3d", "tiny-epigraf", "tiny-epigraf-bg"}
+    assert set(generator_preset_names()) == {*preset_names(), *tiny}
+    stage2 = generator_preset("mimic3d-ffhq512-stage2")
+    assert stage2.aware3d and stage2.sr3d and not generator_preset("mimic3d-ffhq512-stage1").sr3d
+
+
+@pytest.mark.parametrize("name", generator_preset_names())
 def test_presets_round_trip_through_json_and_yaml(name):
     config = generator_preset(name)
     assert GeneratorConfig.from_dict(json.loads(json.dumps(config.to_dict()))) == config

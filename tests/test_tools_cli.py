@@ -63,15 +63,21 @@ def test_video_frame_count_and_size(checkpoint, tmp_path):
 
 
 def test_interpolation_and_style_mixing_videos(checkpoint, tmp_path):
+    # Each mode has its own default file name, so the three videos of one seed list coexist.
+    common = "--frames 3 --trajectory turntable --sample-mult 1"
+    assert _run("video", checkpoint, f"--seeds 0,1 {common}", tmp_path) == 0
+    assert _run("video", checkpoint, f"--seeds 0,1 --interpolate {common}", tmp_path) == 0
+    assert _run("video", checkpoint, f"--seeds 0,1 --style-seeds 5,6,7 {common}", tmp_path) == 0
+    names = ["turntable_seeds0_1.mp4", "turntable_interp_seeds0_1.mp4", "turntable_seeds0_1_style5_6_7.mp4"]
+    assert sorted(p.name for p in tmp_path.glob("*.mp4")) == sorted(names)
+    shapes = [read_video(tmp_path / name)[0].shape for name in names]
+    # Plain: one cell per seed; interpolated: one cell looping through both; style mixing: rows of
+    # seeds, columns of the original and its 3 mixes.
+    assert shapes == [(3, IMAGE, 2 * IMAGE, 3), (3, IMAGE, IMAGE, 3), (3, 2 * IMAGE, 4 * IMAGE, 3)]
     options = "--seeds 0-3 --interpolate --grid 2x1 --frames 4 --trajectory front-circle --sample-mult 1"
     assert _run("video", checkpoint, options, tmp_path) == 0
-    frames, _ = read_video(tmp_path / "front-circle_seeds0-3.mp4")
+    frames, _ = read_video(tmp_path / "front-circle_interp_seeds0-3.mp4")
     assert frames.shape == (4, IMAGE, 2 * IMAGE, 3)
-    out = tmp_path / "mix.mp4"
-    options = "--seeds 0,1 --style-seeds 5,6,7 --frames 3 --trajectory turntable --sample-mult 1 --output"
-    assert _run("video", checkpoint, options, tmp_path, str(out)) == 0
-    frames, _ = read_video(out)
-    assert frames.shape == (3, 2 * IMAGE, 4 * IMAGE, 3)  # rows: seeds; columns: original + 3 mixes
 
 
 def test_mesh_volume_and_meshes(checkpoint, tmp_path, capsys):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 import yaml
 
@@ -122,7 +124,7 @@ def test_overrides_are_typed_and_nested():
     assert config.schedule.gpc_prob is None
     assert config.generator.sr_channels == (128, 64)
     assert config.generator.rendering.num_coarse == 24
-    assert config.data.path == "some/data.zip"
+    assert config.data.path == os.path.abspath("some/data.zip")  # stored absolute: resumable elsewhere
     assert config.run.metrics == ["fid50k_full"]
 
 

@@ -6,12 +6,13 @@ import json
 
 import numpy as np
 import PIL.Image
+import pytest
 import trimesh
 
 from mimic3d.cli.main import main
 from mimic3d.export import read_video
-from mimic3d.tools.mesh import EG3D_LEVEL
-from mimic3d.training.report import DISPLAY_SIZE, mesh_level
+from mimic3d.tools.mesh import EG3D_LEVEL, choose_level
+from mimic3d.training.report import DISPLAY_SIZE
 
 
 def test_demo_writes_a_complete_report(tmp_path, capsys):
@@ -48,9 +49,12 @@ def test_mesh_level_looks_inside_the_border_only():
     volume = np.full((16, 16, 16), -5.0, np.float32)
     volume[4:12, 4:12, 4:12] = np.linspace(-5, 0, 8)[:, None, None]  # never reaches EG3D's level
     volume[0] = 50.0  # density in the border, which marching cubes never sees
-    level = mesh_level(volume, border=2)
+    level, automatic = choose_level(volume, border_fraction=2 / 16)
     inner = volume[2:-2, 2:-2, 2:-2]
-    assert inner.min() < level < inner.max() and level != EG3D_LEVEL
+    assert automatic and inner.min() < level < inner.max() and level != EG3D_LEVEL
+    with pytest.raises(ValueError, match="does not cut"):
+        choose_level(volume, 2 / 16, level=EG3D_LEVEL)  # a level the user gave is never replaced
     volume[6, 6, 6] = 20.0
-    assert mesh_level(volume, border=2) == EG3D_LEVEL
-    assert mesh_level(np.zeros((8, 8, 8), np.float32), border=1) is None
+    assert choose_level(volume, 2 / 16) == (EG3D_LEVEL, False)
+    with pytest.raises(ValueError, match="flat"):
+        choose_level(np.zeros((8, 8, 8), np.float32), 1 / 8)

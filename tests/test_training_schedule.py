@@ -93,6 +93,21 @@ def test_regulariser_with_zero_weight_has_no_phase_and_no_scaling():
     assert phases[1].optimizer.param_groups[0]["lr"] == pytest.approx(0.002)  # R1 every step, unscaled
 
 
+def test_zero_r1_weight_keeps_the_lazy_scaling_of_d_as_the_official_loop():
+    # The official loop builds D's (and D^3D's) lazy-regularised Adam from D_reg_interval alone;
+    # the loss then skips R1 when gamma is 0, so the scaling stays. G's follows density_reg (above).
+    config, _ = load_config(
+        "mimic3d-ffhq512-stage2", ["run.init_from=x", "loss.r1_gamma=0", "loss.patch_r1_gamma=0"]
+    )
+    G, D, D_patch = _nets()
+    phases = build_phases(config, G, D, D_patch)
+    assert [p.name for p in phases] == ["Gmain", "Greg", "Dmain", "Dpatch_main"]
+    for phase in phases[2:]:
+        group = phase.optimizer.param_groups[0]
+        assert group["lr"] == pytest.approx(0.002 * 16 / 17)
+        assert group["betas"] == pytest.approx((0.0, 0.99 ** (16 / 17)))
+
+
 def test_optimizer_step_averages_chunks_and_zeroes_non_finite_gradients():
     param = nn.Parameter(torch.zeros(4))
     module = nn.Module()

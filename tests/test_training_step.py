@@ -82,7 +82,7 @@ def test_mimic3d_stage1_then_stage2_from_its_snapshot(dataset, tmp_path):
 
     config = tiny_config("stage2", dataset, f"run.init_from={tmp_path / 'stage1'}")
     stage2 = Trainer(config, tmp_path / "stage2", progress_bar=False)
-    fresh = stage2.fresh_keys
+    fresh = stage2.init_report.fresh
     # Exactly S^3D (blocks 2 and 3 of the last 3D-aware block) starts from scratch.
     assert fresh["G"] and all(".block2." in k or ".block3." in k for k in fresh["G"]), fresh["G"][:5]
     assert fresh["D"] == []

@@ -7,8 +7,8 @@ A label ``c`` is ``[..., 25]``: cam2world 4x4 row-major (OpenCV camera axes: +x 
 from __future__ import annotations
 
 from mimic3d.camera.camera import Camera
-from mimic3d.camera.convert import from_angles, from_opengl, to_angles, to_opengl
-from mimic3d.camera.intrinsics import focal_to_fov, fov_to_focal, intrinsics_matrix
+from mimic3d.camera.convert import epigraf_label, from_angles, from_opengl, to_angles, to_opengl
+from mimic3d.camera.intrinsics import epigraf_focal, focal_to_fov, fov_to_focal, intrinsics_matrix
 from mimic3d.camera.label import LABEL_DIM, make_label, mirror_label, split_label, validate_label
 from mimic3d.camera.pose import look_at, orbit_cam2world, orbit_origin
 from mimic3d.camera.presets import PRESETS, CameraPreset
@@ -21,6 +21,8 @@ __all__ = [
     "Camera",
     "CameraPreset",
     "camera_statistics",
+    "epigraf_focal",
+    "epigraf_label",
     "focal_to_fov",
     "fov_to_focal",
     "from_angles",

@@ -1,18 +1,22 @@
 """``mimic3d.load`` / ``mimic3d.save``: one entry point for every checkpoint a user may hold.
 
-``load`` accepts our portable checkpoints (a folder or one ``.safetensors`` file, see
-``portable``) and official EG3D / Mimic3D network pickles (``network-snapshot-*.pkl``). Pickles
+``load`` accepts everything ``resolve.resolve_checkpoint`` does: a run folder (its latest snapshot),
+our portable checkpoints (a folder, one of its network folders, or one ``.safetensors`` file, see
+``portable``) and official EG3D / Mimic3D / EpiGRAF network pickles (``network-snapshot-*.pkl``). Pickles
 are read by the restricted unpickler of ``safe_unpickle`` (their embedded code never runs); the
 architecture is rebuilt from the recorded constructor arguments, ``rendering_kwargs``,
 ``neural_rendering_resolution`` and the super-resolution class, and the official state dicts
 are copied onto our modules, whose parameter names are the official ones. EG3D weights get the
-legacy "eg3d" plane projection, Mimic3D weights the "xyz" one.
+legacy "eg3d" plane projection, Mimic3D weights the "xyz" one. Buffers that pickles written outside
+EG3D's training loop lack (``OPTIONAL_BUFFERS``) take their defaults, with a warning. EpiGRAF
+generators are rebuilt from the OmegaConf config they carry, read as inert data (``epigraf``).
 """
 
 from __future__ import annotations
 
 import math
 import os
+import warnings
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -20,6 +24,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from mimic3d.checkpoints.epigraf import epigraf_generator, is_epigraf_generator
 from mimic3d.checkpoints.portable import (
     assign_weights,
     is_portable_file,
@@ -28,12 +33,14 @@ from mimic3d.checkpoints.portable import (
     save_checkpoint,
 )
 from mimic3d.checkpoints.records import ModuleRecord
+from mimic3d.checkpoints.resolve import resolve_checkpoint
 from mimic3d.checkpoints.safe_unpickle import read_official_pickle
 from mimic3d.models.config import GeneratorConfig
 from mimic3d.models.discriminator import DualDiscriminator, DualDiscriminatorConfig
 from mimic3d.models.generator import TriplaneGenerator
 from mimic3d.models.patch_discriminator import PatchDiscriminator, PatchDiscriminatorConfig
 from mimic3d.render import RenderConfig
+from mimic3d.runtime import resolve_device
 
 _GENERATOR_KINDS = {"TriPlaneGenerator": "eg3d", "DualTriPlaneGenerator": "mimic3d"}
 _SUPERRESOLUTION_KINDS = {
@@ -53,6 +60,10 @@ _MIMIC3D_INERT_OPTIONS = {
     "aware3d_att": False,
 }
 _STAGE2_RETIDX = [-3, -1]  # Mimic3D stage 2 returns (P^c, P^r): the 3D-aware output and S^3D's last one
+_DISCRIMINATOR_CLASSES = ("DualDiscriminator", "SingleDiscriminator")
+# Generator buffers EG3D's training loop adds (training_loop.py registers the dataset's label std on G);
+# a G pickled elsewhere (PTI and other tools) has none. Only recorded, never used for generation.
+OPTIONAL_BUFFERS = ("dataset_label_std",)
 _PICKLE_MAGIC = b"\x80"
 _ZIP_MAGIC = b"PK\x03\x04"
 
@@ -77,9 +88,11 @@ def save(
 
 
 def load(path: str | os.PathLike, device: str | torch.device = "cpu") -> nn.Module:
-    """The EMA generator of any supported checkpoint, in eval mode without gradients, on ``device``."""
-    networks = load_networks(path, device, names=["G_ema"])
-    return networks["G_ema"].eval().requires_grad_(False)
+    """The EMA generator of any supported checkpoint (the network itself for a network folder such
+    as ``snapshot/G``), in eval mode without gradients, on ``device`` ("auto" picks the fastest)."""
+    single = resolve_checkpoint(path).network is not None
+    networks = load_networks(path, device, names=None if single else ["G_ema"])
+    return next(iter(networks.values())).eval().requires_grad_(False)
 
 
 def load_networks(
@@ -87,11 +100,19 @@ def load_networks(
 ) -> dict[str, nn.Module]:
     """Networks of a checkpoint by name (``G_ema``, ``G``, ``D``, ``D_patch``; default: all it holds).
 
-    For official pickles, networks we cannot rebuild (e.g. the ADA ``augment_pipe``) are skipped.
+    ``path`` is anything ``resolve_checkpoint`` accepts; a network folder holds one network, named
+    by its folder. For official pickles, networks we cannot rebuild (e.g. the ADA ``augment_pipe``,
+    EpiGRAF's discriminator) are skipped unless named.
     """
-    path = Path(path)
-    if not path.exists():
-        raise FileNotFoundError(f"checkpoint not found: {path}")
+    device = resolve_device(device)
+    location = resolve_checkpoint(path)
+    path = location.path
+    if location.network is not None:
+        networks = load_checkpoint(path, device)[0]
+        absent = [n for n in names or [] if n not in networks]
+        if absent:
+            raise ValueError(f"{path}: a network folder holding {location.network}, not {absent}")
+        return networks
     if path.is_dir():
         return load_checkpoint(path, device, names)[0]
     with path.open("rb") as f:
@@ -107,17 +128,18 @@ def load_networks(
     )
     raise ValueError(
         f"{path}: unknown checkpoint format{hint}; expected a mimic3d folder or .safetensors file, "
-        "or an official EG3D/Mimic3D network pickle"
+        "or an official EG3D/Mimic3D/EpiGRAF network pickle"
     )
 
 
 def checkpoint_metadata(path: str | os.PathLike) -> dict[str, Any]:
-    """The JSON metadata saved with a portable checkpoint ({} for official pickles, which keep none)."""
-    path = Path(path)
-    if not path.exists():
-        raise FileNotFoundError(f"checkpoint not found: {path}")
-    if path.is_dir() or is_portable_file(path):
-        return read_metadata(path)
+    """The JSON metadata saved with a portable checkpoint, for any path ``resolve_checkpoint`` accepts
+    ({} for a network folder and for official pickles, which keep none)."""
+    location = resolve_checkpoint(path)
+    if location.network is not None:
+        return {}
+    if location.path.is_dir() or is_portable_file(location.path):
+        return read_metadata(location.path)
     return {}
 
 
@@ -136,7 +158,14 @@ def networks_from_official_pickle(
         "D_patch": official_discriminator,
     }
     available = [n for n in builders if isinstance(snapshot.get(n), ModuleRecord)]
-    if names is not None:
+    if names is None:
+        # EpiGRAF's discriminator (class Discriminator) is not imported; load its generators.
+        available = [
+            n
+            for n in available
+            if n not in ("D", "D_patch") or snapshot[n].class_name in _DISCRIMINATOR_CLASSES
+        ]
+    else:
         absent = [n for n in names if n not in available]
         if absent:
             raise ValueError(f"{Path(path).name}: has no network {absent}; it holds {available}")
@@ -144,9 +173,20 @@ def networks_from_official_pickle(
 
 
 def official_generator(record: ModuleRecord, where: str = "G_ema") -> TriplaneGenerator:
-    """A ``TriplaneGenerator`` with the weights of an official (Dual)TriPlaneGenerator record."""
+    """A ``TriplaneGenerator`` with the weights of an official (Dual)TriPlaneGenerator record or
+    EpiGRAF ``Generator`` record (see ``mimic3d.checkpoints.epigraf``)."""
+    if is_epigraf_generator(record):
+        return epigraf_generator(record, where)
     generator = TriplaneGenerator(generator_config_from_official(record, where))
     state = record.state_dict()
+    for name in OPTIONAL_BUFFERS:
+        if name not in state:
+            warnings.warn(
+                f"{where}: the pickle has no {name} buffer (not saved by EG3D's training loop); it "
+                "defaults to zeros, which changes no image",
+                stacklevel=2,
+            )
+            state[name] = generator.state_dict()[name]
     const_key = "backbone.synthesis.b4.const"
     # Mimic3D keeps the first block's constant as [1, C, 4, 4] (a leading plane axis); ours is [C, 4, 4].
     if const_key in state and state[const_key].ndim == 4 and state[const_key].shape[0] == 1:

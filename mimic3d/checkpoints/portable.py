@@ -125,6 +125,11 @@ def config_from_dict(config_cls: type, data: Any, where: str = "config") -> Any:
         raise ValueError(f"{where}: invalid {config_cls.__name__}: {err}") from err
 
 
+def check_field_value(hint: Any, value: Any, where: str) -> None:
+    """ValueError naming ``where`` unless ``value`` (parsed JSON/YAML) fits a field of type ``hint``."""
+    _convert(hint, value, where)
+
+
 def _describe(value: Any) -> str:
     text = repr(value)
     return f"{type(value).__name__} {text[:60] + '...' if len(text) > 60 else text}"

@@ -1,10 +1,11 @@
 """Pretrained weight files: where they live, how they are fetched and verified.
 
 Used for every third-party network mimic3d loads (LPIPS's VGG16 and heads, the FID Inception
-detector). Files are looked up in one folder: an explicit one when the caller has it (``--weights-dir``),
-else ``$MIMIC3D_CACHE``, else ``~/.cache/mimic3d``. A missing file is downloaded from its recorded URL
-when allowed: to a temporary name in the same folder, checked, then renamed, so an interrupted
-download never leaves a truncated file under the final name. When that is not possible, the
+detector). Files are looked up in one folder: an explicit one when the caller has it (``mimic3d demo
+--weights-dir``, ``loss.lpips_weights_dir`` in training), else ``$MIMIC3D_CACHE``, else
+``~/.cache/mimic3d``. A missing file is downloaded from its recorded URL when allowed: to a
+temporary name in the same folder, checked, then renamed, so an interrupted download never leaves
+a truncated file under the final name. When that is not possible, the
 ``FileNotFoundError`` lists every file, its URL and the exact path to put it at.
 
 A :class:`WeightFile` whose SHA-256 (or size) is published is verified against it before use; one
@@ -15,11 +16,12 @@ from __future__ import annotations
 
 import hashlib
 import os
-import tempfile
 import urllib.request
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+
+from mimic3d.checkpoints.atomic import atomic_write
 
 CACHE_ENV = "MIMIC3D_CACHE"
 DOWNLOAD_TIMEOUT_S = 60.0
@@ -94,18 +96,15 @@ def download_file(spec: WeightFile, folder: Path) -> Path:
     OSError when the download fails (URLError and timeouts are OSErrors), ValueError when the
     downloaded bytes are not the published file; either way nothing is left in ``folder``.
     """
-    folder.mkdir(parents=True, exist_ok=True)
     target = folder / spec.filename
-    fd, partial_name = tempfile.mkstemp(prefix=f".{spec.filename}.", suffix=".part", dir=folder)
-    partial = Path(partial_name)
-    try:
-        with os.fdopen(fd, "wb") as out, urllib.request.urlopen(spec.url, timeout=DOWNLOAD_TIMEOUT_S) as src:
+
+    def fetch(partial: str) -> None:
+        with open(partial, "wb") as out, urllib.request.urlopen(spec.url, timeout=DOWNLOAD_TIMEOUT_S) as src:
             while chunk := src.read(CHUNK_BYTES):
                 out.write(chunk)
-        verify_file(partial, spec, source=f"{spec.url} (downloaded)")
-        os.replace(partial, target)
-    finally:
-        partial.unlink(missing_ok=True)
+        verify_file(Path(partial), spec, source=f"{spec.url} (downloaded)")
+
+    atomic_write(target, fetch)
     return target
 
 
@@ -126,16 +125,17 @@ def missing_files_message(missing: Sequence[WeightFile], folder: Path, reason: s
 
 
 def resolve_weight_files(specs: Sequence[WeightFile], weights_dir: str | os.PathLike | None = None,
-                         download: bool = True) -> list[Path]:
+                         download: bool = True, option: str | None = None) -> list[Path]:
     """Paths of verified local copies of all ``specs`` (downloading the missing ones if allowed).
 
-    Raises FileNotFoundError listing every missing file when they cannot be obtained, and
+    Raises FileNotFoundError listing every missing file when they cannot be obtained (``option``
+    names how the caller's user points at another folder, e.g. ``loss.lpips_weights_dir=DIR``), and
     ValueError when a file fails its checksum.
     """
     folder = weights_folder(weights_dir)
     missing = [spec for spec in specs if not (folder / spec.filename).is_file()]
-    alternative = (f"Or point --weights-dir (or ${CACHE_ENV}) at a folder holding them. "
-                   "Files are verified by SHA-256.")
+    where = f"{option} (or ${CACHE_ENV})" if option else f"${CACHE_ENV}"
+    alternative = f"Or point {where} at a folder holding them. Files are verified by SHA-256."
     if missing and not download:
         raise FileNotFoundError(missing_files_message(missing, folder, "pretrained weights not found",
                                                       alternative))

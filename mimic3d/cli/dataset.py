@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import os
 
+from mimic3d.cli.arguments import integer, number, path, positive_int, positive_number
 from mimic3d.data.converters import CONVENTIONS
 from mimic3d.data.images import BACKGROUNDS
 
@@ -24,9 +25,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description="Check every image, camera label and depth map; every problem is printed with its "
         "file name. Exit status 1 when problems are found.",
     )
-    check.add_argument("path", help="dataset .zip or folder")
+    check.add_argument("path", type=path, help="dataset .zip or folder")
     check.add_argument(
         "--plot",
+        type=path,
         default=None,
         help="camera-distribution PNG to write (default: <dataset>_cameras.png beside it)",
     )
@@ -39,11 +41,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description="Centre-crop, Lanczos-resize and alpha-composite images, convert their cameras to "
         "EG3D's convention (intrinsics adjusted to the crop) and write an EG3D-format dataset.",
     )
-    build.add_argument("src", help="folder (or zip) of images, searched recursively")
-    build.add_argument("dest", help="output .zip (or folder)")
-    build.add_argument("--resolution", type=int, required=True, help="output resolution (power of two)")
+    build.add_argument("src", type=path, help="folder (or zip) of images, searched recursively")
+    build.add_argument("dest", type=path, help="output .zip (or folder)")
     build.add_argument(
-        "--cameras", default=None, help="camera file (default: dataset.json or transforms.json inside SRC)"
+        "--resolution", type=positive_int, required=True, help="output resolution (power of two)"
+    )
+    build.add_argument(
+        "--cameras",
+        type=path,
+        default=None,
+        help="camera file (default: dataset.json or transforms.json inside SRC)",
     )
     build.add_argument(
         "--convention",
@@ -67,18 +74,18 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="radius, pivot and focal for --convention angles (default: ffhq)",
     )
     build.add_argument(
-        "--radius", type=float, default=None, help="camera radius for angles (overrides preset)"
+        "--radius", type=positive_number, default=None, help="camera radius for angles (overrides preset)"
     )
     build.add_argument(
         "--pivot",
-        type=float,
+        type=number(),
         nargs=3,
         default=None,
         metavar=("X", "Y", "Z"),
         help="look-at point for angles (overrides preset)",
     )
     build.add_argument(
-        "--focal", type=float, default=None, help="normalised focal for angles (overrides preset)"
+        "--focal", type=positive_number, default=None, help="normalised focal for angles (overrides preset)"
     )
     build.add_argument(
         "--world-up",
@@ -95,20 +102,27 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description="Render procedurally generated 3D objects with real cameras into an EG3D-format "
         "dataset; every sample also stores its ground-truth depth map.",
     )
-    synth.add_argument("dest", help="output .zip (or folder)")
+    synth.add_argument("dest", type=path, help="output .zip (or folder)")
     synth.add_argument(
         "--kind", choices=["heads", "cars"], default="heads", help="object category (default: heads)"
     )
-    synth.add_argument("--num", type=int, default=2000, help="number of images (default: 2000)")
-    synth.add_argument("--resolution", type=int, default=64, help="image resolution (default: 64)")
+    synth.add_argument("--num", type=positive_int, default=2000, help="number of images (default: 2000)")
+    synth.add_argument("--resolution", type=positive_int, default=64, help="image resolution (default: 64)")
     synth.add_argument(
-        "--seed", type=int, default=0, help="random seed; same seed, same dataset (default: 0)"
+        "--seed", type=integer(0), default=0, help="random seed; same seed, same dataset (default: 0)"
     )
-    synth.add_argument("--batch-size", type=int, default=32, help="objects rendered together (default: 32)")
     synth.add_argument(
-        "--workers", type=int, default=None, help="rendering processes (default: one per CPU core, at most 8)"
+        "--batch-size", type=positive_int, default=32, help="objects rendered together (default: 32)"
     )
-    synth.add_argument("--preview", default=None, help="also write a PNG grid of the first 16 samples")
+    synth.add_argument(
+        "--workers",
+        type=positive_int,
+        default=None,
+        help="rendering processes (default: one per available CPU core, at most 8)",
+    )
+    synth.add_argument(
+        "--preview", type=path, default=None, help="also write a PNG grid of the first 16 samples"
+    )
     synth.add_argument("--overwrite", action="store_true", help="replace an existing DEST zip")
     synth.set_defaults(func=run_synth)
 

@@ -16,6 +16,7 @@ from pathlib import Path
 import torch
 
 from mimic3d.checkpoints.pretrained import resolve_weight_files
+from mimic3d.cli.arguments import integer, path, positive_int, positive_number
 from mimic3d.data.synth import synth_dataset
 from mimic3d.losses.lpips import LPIPS_VGG_WEIGHTS, VGG16_WEIGHTS
 from mimic3d.training.loop import Trainer
@@ -25,6 +26,8 @@ from mimic3d.training.rundir import new_run_dir
 
 DEMO_PRESETS = ("tiny-mimic3d-heads", "tiny-mimic3d-cars", "tiny-eg3d-heads")
 RESOLUTION = 32
+DEMO_MINUTES = 7.0  # the training budget README.md, docs/training.md and `mimic3d --help` quote
+MIN_IMAGES = 8
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -35,20 +38,31 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "TensorBoard logs). Runs offline; LPIPS uses its official weights when present, else random ones.",
     )
     parser.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="training config overrides")
-    parser.add_argument("--outdir", default="demo-output", help="output folder (default: demo-output)")
-    parser.add_argument("--minutes", type=float, default=7.0, help="training time budget (default: 7)")
-    parser.add_argument("--images", type=int, default=800, help="synthetic images to render (default: 800)")
+    parser.add_argument(
+        "--outdir", type=path, default="demo-output", help="output folder (default: demo-output)"
+    )
+    parser.add_argument(
+        "--minutes",
+        type=positive_number,
+        default=DEMO_MINUTES,
+        help=f"training time budget (default: {DEMO_MINUTES:g})",
+    )
+    parser.add_argument(
+        "--images", type=integer(MIN_IMAGES), default=800, help="synthetic images to render (default: 800)"
+    )
     parser.add_argument(
         "--preset", choices=DEMO_PRESETS, default=DEMO_PRESETS[0], help="tiny preset to train"
     )
-    parser.add_argument("--weights-dir", default=None, help="folder with the LPIPS weight files (optional)")
     parser.add_argument(
-        "--video-frames", type=int, default=36, help="frames of the report video (default: 36)"
+        "--weights-dir", type=path, default=None, help="folder with the LPIPS weight files (optional)"
     )
     parser.add_argument(
-        "--metric-images", type=int, default=256, help="images per SWD estimate (default: 256)"
+        "--video-frames", type=positive_int, default=36, help="frames of the report video (default: 36)"
     )
-    parser.add_argument("--seed", type=int, default=0, help="random seed of data and training")
+    parser.add_argument(
+        "--metric-images", type=positive_int, default=256, help="images per SWD estimate (default: 256)"
+    )
+    parser.add_argument("--seed", type=integer(0), default=0, help="random seed of data and training")
     parser.set_defaults(func=run_demo)
 
 
@@ -79,8 +93,6 @@ def make_dataset(outdir: Path, kind: str, count: int, seed: int) -> Path:
 
 
 def run_demo(args: argparse.Namespace) -> int:
-    if args.minutes <= 0 or args.images < 8:
-        raise ValueError("--minutes must be > 0 and --images at least 8")
     start = time.monotonic()
     outdir = Path(args.outdir)
     outdir.mkdir(parents=True, exist_ok=True)

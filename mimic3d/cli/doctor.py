@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from mimic3d.cli.arguments import path
 from mimic3d.tools.doctor import run_doctor, write_reference
 
 
@@ -18,6 +19,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--write-reference",
         metavar="PATH",
+        type=path,
         default=None,
         help="developers: re-render the reference after a deliberate numerical change and store it at PATH",
     )

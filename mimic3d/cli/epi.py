@@ -5,14 +5,34 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from mimic3d.cli.model_options import add_model_arguments, mapping_options, open_model
+from mimic3d.cli.arguments import integer, number, positive_int, positive_number
+from mimic3d.cli.model_options import (
+    add_model_arguments,
+    add_resolution_argument,
+    mapping_options,
+    open_model,
+)
 from mimic3d.tools.epi import epi_picture, seed_epis
 from mimic3d.tools.imaging import save_png
 from mimic3d.tools.latents import seed_ws
 from mimic3d.tools.parsing import parse_seeds
-from mimic3d.tools.rendering import check_branches, render_settings
-from mimic3d.tools.trajectories import TRAJECTORIES, check_trajectory, trajectory_labels
+from mimic3d.tools.rendering import BRANCH_CHOICES, check_branches, render_settings
+from mimic3d.tools.trajectories import TRAJECTORIES, trajectory_labels
 from mimic3d.tools.viewpoints import camera_preset_for
+
+
+def image_row(text: str) -> int | float:
+    """``--row``: an integer is a pixel index (16), a decimal a fraction of the height (0.5)."""
+    try:
+        return integer(0)(text)
+    except argparse.ArgumentTypeError:
+        pass
+    try:
+        return number(0.0, 1.0)(text)
+    except argparse.ArgumentTypeError:
+        raise argparse.ArgumentTypeError(
+            f"expected a pixel index (an integer >= 0) or a fraction of the height in [0, 1], got {text!r}"
+        ) from None
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -23,24 +43,31 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "hallucination. Writes outdir/epi_seedNNNN.png (time runs down; branches left to right).",
     )
     add_model_arguments(parser, seeds="0")
-    parser.add_argument("--branch", default="both", help="2d, 3d or both (default: both)")
     parser.add_argument(
-        "--frames", type=int, default=128, help="cameras in the sweep = EPI height (default: 128)"
+        "--branch", default="both", choices=BRANCH_CHOICES, help="2d, 3d or both (default: both)"
     )
     parser.add_argument(
-        "--row", type=float, default=0.5, help="image row as a fraction of the height (default: 0.5)"
+        "--frames", type=positive_int, default=128, help="cameras in the sweep = EPI height (default: 128)"
+    )
+    parser.add_argument(
+        "--row",
+        type=image_row,
+        default=0.5,
+        help="image row: a fraction of the height (0.5) or a pixel index (16) (default: 0.5)",
     )
     parser.add_argument(
         "--trajectory",
         default="yaw-sweep",
+        choices=TRAJECTORIES,
         help=f"camera path: {', '.join(TRAJECTORIES)} (default: yaw-sweep)",
     )
-    parser.add_argument("--yaw-range", type=float, default=None, help="override the sweep's yaw range")
+    parser.add_argument("--yaw-range", type=number(), default=None, help="override the sweep's yaw range")
+    add_resolution_argument(parser)
     parser.add_argument(
-        "--resolution", type=int, default=None, help="3D-branch render size (default: the image resolution)"
-    )
-    parser.add_argument(
-        "--sample-mult", type=float, default=1.0, help="multiply the depth samples per ray (default: 1)"
+        "--sample-mult",
+        type=positive_number,
+        default=1.0,
+        help="multiply the depth samples per ray (default: 1)",
     )
     parser.set_defaults(func=run)
 
@@ -48,7 +75,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     seeds = parse_seeds(args.seeds)
     branches = check_branches(args.branch)
-    check_trajectory(args.trajectory)
     G = open_model(args)
     preset = camera_preset_for(G, args.camera)
     labels = trajectory_labels(

@@ -6,13 +6,29 @@ import argparse
 import math
 
 from mimic3d.camera import PRESETS
+from mimic3d.cli.arguments import (
+    CHECKPOINT_HELP,
+    non_negative_int,
+    number,
+    path,
+    positive_int,
+    positive_number,
+)
 from mimic3d.data.converters import CONVENTIONS
 from mimic3d.inversion import METHODS, InversionConfig, OutputOptions, invert
 from mimic3d.inversion.latents import SPACES
-from mimic3d.tools.mesh import EG3D_LEVEL
+from mimic3d.models.generator import BRANCHES
+from mimic3d.runtime import DEVICES
+from mimic3d.tools.mesh import EG3D_LEVEL, MESH_RESOLUTIONS
 from mimic3d.tools.trajectories import TRAJECTORIES
 
 _DEFAULTS = InversionConfig()
+# Names InversionConfig and OutputOptions use in their errors -> the flags that set them.
+PARAMETER_FLAGS = {
+    "pivot": "--pivot",
+    "locality_weight": "--locality-weight",
+    "mesh_resolution": "--mesh-resolution",
+}
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -26,64 +42,94 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "OUTDIR/generator.safetensors (a checkpoint every tool reads), before_after.png, a video, "
         "mesh.ply and inversion.json. Images must be aligned as the training set was (docs/inversion.md).",
     )
-    parser.add_argument("images", nargs="+", metavar="IMAGES", help="image files or folders of images")
     parser.add_argument(
-        "--network",
-        required=True,
-        help="checkpoint: a mimic3d folder or .safetensors file, or an official .pkl",
+        "images", nargs="+", type=path, metavar="IMAGES", help="image files or folders of images"
     )
-    parser.add_argument("--cameras", default=None, help="camera file (default: estimate the cameras)")
+    parser.add_argument("--network", required=True, type=path, help=CHECKPOINT_HELP)
+    parser.add_argument(
+        "--cameras", type=path, default=None, help="camera file (default: estimate the cameras)"
+    )
     parser.add_argument(
         "--convention",
         default=None,
         choices=CONVENTIONS,
         help="camera file convention (default: from its name; dataset.json = eg3d)",
     )
-    parser.add_argument("--method", default=_DEFAULTS.method, help=f"{', '.join(METHODS)} (default: pti)")
-    parser.add_argument("--pivot", default=_DEFAULTS.pivot, help=f"PTI pivot space {SPACES} (default: w)")
     parser.add_argument(
-        "--steps", type=int, default=_DEFAULTS.steps, help=f"latent steps (default: {_DEFAULTS.steps})"
+        "--method", default=_DEFAULTS.method, choices=METHODS, help="w, w+ or pti (default: pti)"
+    )
+    parser.add_argument(
+        "--pivot", default=_DEFAULTS.pivot, choices=SPACES, help="PTI pivot space (default: w)"
+    )
+    parser.add_argument(
+        "--steps",
+        type=non_negative_int,
+        default=_DEFAULTS.steps,
+        help=f"latent steps (default: {_DEFAULTS.steps})",
     )
     parser.add_argument(
         "--pti-steps",
-        type=int,
+        type=non_negative_int,
         default=_DEFAULTS.pti_steps,
         help=f"tuning steps (default: {_DEFAULTS.pti_steps})",
     )
-    parser.add_argument("--branch", default=None, help="2d or 3d (Mimic3D; default: the model's 2D branch)")
+    parser.add_argument(
+        "--branch", default=None, choices=BRANCHES, help="2d or 3d (Mimic3D; default: the model's 2D branch)"
+    )
     parser.add_argument("--crop", action="store_true", help="centre-crop non-square images to a square")
     parser.add_argument(
         "--camera",
         default=None,
+        choices=sorted(PRESETS),
         metavar="PRESET",
         help=f"camera preset {sorted(PRESETS)} replacing the checkpoint's camera statistics",
     )
-    parser.add_argument("--lr", type=float, default=_DEFAULTS.lr, help="latent learning rate (default: 0.1)")
-    parser.add_argument("--pti-lr", type=float, default=_DEFAULTS.pti_lr, help="tuning learning rate (3e-4)")
+    parser.add_argument("--lr", type=positive_number, default=_DEFAULTS.lr, help="latent learning rate (0.1)")
+    parser.add_argument(
+        "--pti-lr", type=positive_number, default=_DEFAULTS.pti_lr, help="tuning learning rate (3e-4)"
+    )
     parser.add_argument(
         "--locality-weight",
-        type=float,
-        default=1.0,
+        type=number(minimum=0.0),
+        default=_DEFAULTS.locality_weight,
         help="PTI locality regulariser weight, 0 = off (default: 1)",
     )
     parser.add_argument(
         "--lpips",
         default="pretrained",
+        choices=("pretrained", "untrained"),
         help="pretrained (LPIPS-VGG weights, downloaded once) or untrained (smoke tests only)",
     )
-    parser.add_argument("--weights-dir", default=None, help="folder holding the LPIPS weight files")
-    parser.add_argument("--trajectory", default=None, help=f"video path {TRAJECTORIES} (default: by model)")
-    parser.add_argument("--frames", type=int, default=60, help="video frames (default: 60)")
+    parser.add_argument(
+        "--weights-dir", type=path, default=None, help="folder holding the LPIPS weight files"
+    )
+    parser.add_argument(
+        "--trajectory", default=None, choices=TRAJECTORIES, help="video camera path (default: by model)"
+    )
+    parser.add_argument("--frames", type=positive_int, default=60, help="video frames (default: 60)")
     parser.add_argument("--no-video", action="store_true", help="do not render the video")
     parser.add_argument("--no-mesh", action="store_true", help="do not extract the mesh")
-    parser.add_argument("--mesh-resolution", type=int, default=128, help="mesh grid points per axis (128)")
     parser.add_argument(
-        "--mesh-level", type=float, default=EG3D_LEVEL, help=f"mesh raw-sigma level (default: {EG3D_LEVEL:g})"
+        "--mesh-resolution",
+        type=int,
+        default=128,
+        choices=MESH_RESOLUTIONS,
+        help="mesh grid points per axis (default: 128)",
     )
-    parser.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
-    parser.add_argument("--device", default="auto", help="auto, cpu, cuda or mps (default: auto)")
-    parser.add_argument("--outdir", default="out/invert", help="output folder (default: out/invert)")
-    parser.set_defaults(func=run)
+    parser.add_argument(
+        "--mesh-level",
+        type=number(),
+        default=EG3D_LEVEL,
+        help=f"mesh raw-sigma level (default: {EG3D_LEVEL:g})",
+    )
+    parser.add_argument("--seed", type=non_negative_int, default=0, help="random seed (default: 0)")
+    parser.add_argument(
+        "--device", default="auto", choices=DEVICES, help="auto, cpu, cuda or mps (default: auto)"
+    )
+    parser.add_argument(
+        "--outdir", type=path, default="out/invert", help="output folder (default: out/invert)"
+    )
+    parser.set_defaults(func=run, parameter_flags=PARAMETER_FLAGS)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -132,6 +178,6 @@ def run(args: argparse.Namespace) -> int:
     print(f"time per step: {timing}")
     for note in result.notes:
         print(f"note: {note}")
-    for kind, path in result.files.items():
-        print(f"{kind}: {path}")
+    for kind, written in result.files.items():
+        print(f"{kind}: {written}")
     return 0

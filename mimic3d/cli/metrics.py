@@ -3,7 +3,8 @@
 StyleGAN2-ADA / EG3D's protocol (docs/metrics.md): fakes from z ~ N(0, I) without truncation,
 rendered from cameras drawn from the dataset's labels, quantised to uint8 like StyleGAN; real
 statistics cached per dataset state; ``--gpus N`` splits the work over N processes. Every result is
-printed as a JSON line and appended to ``<run-dir>/metric-<name>.jsonl``.
+printed as a JSON line and appended to ``<run-dir>/metric-<name>.jsonl`` (default run dir: the run
+folder NETWORK belongs to, else the folder holding it).
 """
 
 from __future__ import annotations
@@ -20,17 +21,21 @@ from typing import Any
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
-from torch import Tensor, nn
 
 from mimic3d.checkpoints.load import load
+from mimic3d.checkpoints.resolve import resolve_checkpoint
+from mimic3d.cli.arguments import CHECKPOINT_HELP, non_negative_int, path, positive_int
 from mimic3d.data import ImageDataset
 from mimic3d.metrics.custom import load_feature_network
 from mimic3d.metrics.detector import FeatureExtractor, find_detector_file, load_inception
 from mimic3d.metrics.distributed import rank_and_world
 from mimic3d.metrics.protocols import MetricProtocol, get_protocol
-from mimic3d.metrics.runner import GenerateFn, compute_metric, report_metric
+from mimic3d.metrics.runner import compute_metric, generator_images, report_metric
 from mimic3d.models.generator import BRANCHES
 from mimic3d.nn.modulated import NOISE_MODES
+from mimic3d.runtime import default_workers, resolve_device
+
+DEFAULT_WORKERS = default_workers(at_most=3)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -40,11 +45,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "fid2k_full, swd16k, ...): fakes with cameras drawn from the dataset, no truncation, uint8 "
         "quantisation. Results are printed and appended to <run-dir>/metric-<name>.jsonl.",
     )
+    parser.add_argument("network", type=path, help=CHECKPOINT_HELP)
     parser.add_argument(
-        "network", help="checkpoint: mimic3d folder or .safetensors, or official EG3D/Mimic3D .pkl"
-    )
-    parser.add_argument(
-        "--data", required=True, help="EG3D-format dataset (zip or folder) the model was trained on"
+        "--data",
+        type=path,
+        required=True,
+        help="EG3D-format dataset (zip or folder) the model was trained on",
     )
     parser.add_argument(
         "--metrics",
@@ -61,6 +67,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument(
         "--detector",
+        type=path,
         default=None,
         metavar="PATH",
         help="Inception file (inception-2015-12-05.pt or pytorch-fid's .pth) "
@@ -69,11 +76,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--no-download", action="store_true", help="never download the Inception detector")
     parser.add_argument(
         "--features",
+        type=path,
         default=None,
         metavar="PATH",
         help="TorchScript feature network (uint8 [N, 3, H, W] -> [N, D]) used instead of "
-        "Inception; results are named <metric>_custom[<name>] and are not comparable "
-        "with published FID/KID",
+        "Inception; results are named <metric>_custom[<name>] (file metric-<metric>_custom-<name>.jsonl) "
+        "and are not comparable with published FID/KID",
     )
     parser.add_argument(
         "--features-name",
@@ -93,7 +101,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="real images instead of the protocol's (quick runs; the result name gets _real<N>)",
     )
     parser.add_argument(
-        "--run-dir", default=None, help="folder for metric-<name>.jsonl (default: the folder holding NETWORK)"
+        "--run-dir",
+        type=path,
+        default=None,
+        help="folder for metric-<name>.jsonl (default: the run folder NETWORK belongs to, else the "
+        "folder holding it)",
     )
     parser.add_argument(
         "--gpus",
@@ -101,7 +113,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         default=1,
         help="processes to split the work over, one per GPU (CPU processes with --device cpu) (default: 1)",
     )
-    parser.add_argument("--device", default=None, help="cuda or cpu (default: cuda when available)")
+    parser.add_argument(
+        "--device", default=None, choices=("cpu", "cuda"), help="cuda or cpu (default: cuda when available)"
+    )
     parser.add_argument(
         "--noise-mode",
         choices=NOISE_MODES,
@@ -122,17 +136,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--batch-gen", type=positive_int, default=4, help="images per generator call (default: 4)"
     )
     parser.add_argument(
-        "--workers", type=int, default=3, help="processes decoding real images (0: none; default: 3)"
+        "--workers",
+        type=non_negative_int,
+        default=DEFAULT_WORKERS,
+        help="processes decoding real images (0: none; default: one per spare CPU core, at most 3: "
+        f"{DEFAULT_WORKERS} here)",
     )
-    parser.add_argument("--seed", type=int, default=0, help="seed of latents and cameras (default: 0)")
+    parser.add_argument(
+        "--seed", type=non_negative_int, default=0, help="seed of latents and cameras (default: 0)"
+    )
     parser.set_defaults(func=run_metrics)
-
-
-def positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text}")
-    return value
 
 
 @dataclass
@@ -169,19 +182,15 @@ def parse_protocols(
 def prepare_job(args: argparse.Namespace) -> MetricsJob:
     """Check the arguments and find the feature network's file (downloading the detector if allowed)."""
     protocols = parse_protocols(args.metrics, args.num_gen, args.max_real)
-    network, data = Path(args.network).expanduser(), Path(args.data).expanduser()
-    for path, what in ((network, "checkpoint"), (data, "dataset")):
-        if not path.exists():
-            raise FileNotFoundError(f"{what} not found: {path}")
-    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
-    if device not in ("cpu", "cuda"):
-        raise ValueError(f"--device: expected cpu or cuda, got {device!r}")
+    location = resolve_checkpoint(args.network)
+    network, data = location.path, Path(args.data)
+    if not data.exists():
+        raise FileNotFoundError(f"dataset not found: {data}")
+    device = resolve_device(args.device or ("cuda" if torch.cuda.is_available() else "cpu")).type
     if device == "cuda" and args.gpus > torch.cuda.device_count():
         raise ValueError(
             f"--gpus: {args.gpus} processes requested, but {torch.cuda.device_count()} GPUs are visible"
         )
-    if args.workers < 0:
-        raise ValueError(f"--workers: expected 0 or more, got {args.workers}")
     if args.features is None and args.features_name is not None:
         raise ValueError("--features-name: only meaningful with --features PATH")
     if args.features is not None and args.detector is not None:
@@ -193,8 +202,10 @@ def prepare_job(args: argparse.Namespace) -> MetricsJob:
         if not features.is_file():
             raise FileNotFoundError(f"--features: feature network file {features} does not exist")
     elif needs_features:
-        detector = find_detector_file(args.detector, allow_download=not args.no_download)
-    run_dir = Path(args.run_dir) if args.run_dir is not None else network.absolute().parent
+        detector = find_detector_file(
+            args.detector, allow_download=not args.no_download, option="--detector PATH"
+        )
+    run_dir = Path(args.run_dir) if args.run_dir is not None else location.results_dir
     if not run_dir.is_dir():
         raise FileNotFoundError(f"--run-dir: folder {run_dir} does not exist")
     return MetricsJob(
@@ -312,15 +323,3 @@ def build_extractor(job: MetricsJob, device: torch.device, resolution: int) -> F
         return load_inception(job.detector, device)
     return None
 
-
-def generator_images(G: nn.Module, branch: str, noise_mode: str) -> GenerateFn:
-    """``generate(z [N, z_dim], c [N, 25]) -> image [N, 3, R, R]`` in [-1, 1] of one branch, untruncated.
-
-    The rendering camera is also the conditioning camera (EG3D's metrics pass one label); the 3D
-    branch renders at the full image resolution, in ``rendering.chunk_rays`` chunks.
-    """
-
-    def generate(z: Tensor, c: Tensor) -> Tensor:
-        return G(z, c, branch=branch, noise_mode=noise_mode)["image"]
-
-    return generate

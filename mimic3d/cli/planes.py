@@ -7,11 +7,12 @@ from pathlib import Path
 
 import torch
 
+from mimic3d.cli.arguments import integer
 from mimic3d.cli.model_options import add_model_arguments, mapping_options, open_model
 from mimic3d.tools.imaging import save_png
 from mimic3d.tools.latents import seed_ws
 from mimic3d.tools.parsing import parse_seeds
-from mimic3d.tools.planes import plane_names, plane_norm_picture
+from mimic3d.tools.planes import MAX_TILE_SIZE, plane_names, plane_norm_picture
 from mimic3d.tools.viewpoints import camera_preset_for
 
 
@@ -23,14 +24,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "per plane, height axis up, viridis colours.",
     )
     add_model_arguments(parser, seeds="0")
-    parser.add_argument("--size", type=int, default=None, help="tile size in pixels (default: largest plane)")
+    parser.add_argument(
+        "--size",
+        type=integer(1, MAX_TILE_SIZE),
+        default=None,
+        help="tile size in pixels (default: the largest plane's resolution)",
+    )
     parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     seeds = parse_seeds(args.seeds)
-    if args.size is not None and args.size < 1:
-        raise ValueError(f"size: expected a positive number of pixels, got {args.size}")
     G = open_model(args)
     preset = camera_preset_for(G, args.camera)
     names = ", ".join(plane_names(G.config.rendering.convention))

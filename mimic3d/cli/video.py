@@ -5,10 +5,17 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from mimic3d.cli.model_options import add_model_arguments, mapping_options, open_model
-from mimic3d.tools.parsing import parse_seeds
-from mimic3d.tools.trajectories import TRAJECTORIES, check_trajectory
-from mimic3d.tools.video import render_video
+from mimic3d.cli.arguments import checked, number, path, positive_int, positive_number
+from mimic3d.cli.model_options import (
+    add_model_arguments,
+    add_resolution_argument,
+    mapping_options,
+    open_model,
+)
+from mimic3d.tools.parsing import parse_grid, parse_seeds
+from mimic3d.tools.rendering import BRANCH_CHOICES
+from mimic3d.tools.trajectories import TRAJECTORIES
+from mimic3d.tools.video import render_video, video_name
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -22,48 +29,65 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     add_model_arguments(parser, seeds="0")
     parser.add_argument(
-        "--trajectory", default="orbit", help=f"camera path: {', '.join(TRAJECTORIES)} (default: orbit)"
+        "--trajectory",
+        default="orbit",
+        choices=TRAJECTORIES,
+        help=f"camera path: {', '.join(TRAJECTORIES)} (default: orbit)",
     )
-    parser.add_argument("--frames", type=int, default=120, help="number of frames (default: 120)")
-    parser.add_argument("--fps", type=float, default=30.0, help="frames per second (default: 30)")
+    parser.add_argument("--frames", type=positive_int, default=120, help="number of frames (default: 120)")
+    parser.add_argument("--fps", type=positive_number, default=30.0, help="frames per second (default: 30)")
     parser.add_argument(
-        "--grid", default=None, help="cells WxH (default: all seeds in one row; 1x1 with --interpolate)"
+        "--grid",
+        type=checked(parse_grid),
+        default=None,
+        help="cells WxH (default: all seeds in one row; 1x1 with --interpolate)",
     )
     parser.add_argument("--interpolate", action="store_true", help="loop through the seeds as keyframes")
-    parser.add_argument("--branch", default="2d", help="2d, 3d or both side by side (default: 2d)")
-    parser.add_argument("--depth", action="store_true", help="add each branch's depth map")
-    parser.add_argument("--yaw-range", type=float, default=None, help="override the trajectory's yaw range")
     parser.add_argument(
-        "--pitch-range", type=float, default=None, help="override the trajectory's pitch range"
+        "--branch", default="2d", choices=BRANCH_CHOICES, help="2d, 3d or both side by side (default: 2d)"
+    )
+    parser.add_argument("--depth", action="store_true", help="add each branch's depth map")
+    parser.add_argument(
+        "--yaw-range", type=number(), default=None, help="override the trajectory's yaw range"
     )
     parser.add_argument(
-        "--style-seeds", default=None, help="style-mixing video: columns of these style seeds"
+        "--pitch-range", type=number(), default=None, help="override the trajectory's pitch range"
+    )
+    parser.add_argument(
+        "--style-seeds",
+        type=checked(parse_seeds),
+        default=None,
+        help="style-mixing video: columns of these style seeds",
     )
     parser.add_argument(
         "--mix-layers",
         default=None,
         help="ws layers taken from the style seed: '7-', '0-3', ... (default: the second half, 7- for 14 ws)",
     )
-    parser.add_argument(
-        "--resolution", type=int, default=None, help="3D-branch render size (default: the image resolution)"
-    )
+    add_resolution_argument(parser)
     parser.add_argument(
         "--sample-mult",
-        type=float,
+        type=positive_number,
         default=2.0,
         help="multiply the depth samples per ray (default: 2, as EG3D)",
     )
-    parser.add_argument("--chunk-rays", type=int, default=None, help="rays per render chunk (memory bound)")
     parser.add_argument(
-        "--output", default=None, help="MP4 path (default: OUTDIR/<trajectory>_seeds<SEEDS>.mp4)"
+        "--chunk-rays", type=positive_int, default=None, help="rays per render chunk (memory bound)"
+    )
+    parser.add_argument(
+        "--output",
+        type=path,
+        default=None,
+        help="MP4 path (default: OUTDIR/<trajectory>_seeds<SEEDS>.mp4, with _interp after the trajectory "
+        "for --interpolate and _style<STYLE-SEEDS> at the end for --style-seeds)",
     )
     parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    parse_seeds(args.seeds)
-    check_trajectory(args.trajectory)
-    output = args.output or Path(args.outdir) / f"{args.trajectory}_seeds{args.seeds.replace(',', '_')}.mp4"
+    output = args.output or Path(args.outdir) / video_name(
+        args.trajectory, args.seeds, args.interpolate, args.style_seeds
+    )
     G = open_model(args)
     summary = render_video(
         G,

@@ -24,6 +24,7 @@ from mimic3d.data.writer import DatasetWriter
 
 # Camera files looked for in SRC when --cameras is not given, with their convention.
 DEFAULT_CAMERA_FILES = (("dataset.json", "eg3d"), ("transforms.json", "blender"))
+MAX_RESOLUTION = 4096  # beyond any 3D-aware GAN's data; a typo otherwise allocates gigabytes per image
 
 
 def find_camera_file(src: str) -> tuple[str, str]:
@@ -67,8 +68,8 @@ def build_dataset(
         preset, radius, pivot, focal: camera geometry for the ``angles`` convention.
         world_up: ``z`` rotates a z-up (Blender) world to EG3D's y-up world.
     """
-    if resolution < 4 or resolution & (resolution - 1):
-        raise ValueError(f"resolution: expected a power of two >= 4, got {resolution}")
+    if resolution < 4 or resolution > MAX_RESOLUTION or resolution & (resolution - 1):
+        raise ValueError(f"resolution: expected a power of two in [4, {MAX_RESOLUTION}], got {resolution}")
     source = Archive(src)
     problems = source.problems()
     if problems:

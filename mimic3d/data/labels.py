@@ -1,7 +1,8 @@
 """Camera labels of an EG3D-format dataset: parsing ``dataset.json``, checks, pose statistics.
 
 ``dataset.json`` holds ``{"labels": [[relative_path, [25 floats]], ...]}``; each label is an
-EG3D camera (REFERENCE section 1). Extra keys (``depth``, ``synth``) are ignored by EG3D.
+EG3D camera: 16 cam2world + 9 normalised intrinsics, as NVlabs/eg3d's ``dataset_preprocessing``
+scripts write them. Extra keys (``depth``, ``synth``) are ignored by EG3D.
 """
 
 from __future__ import annotations

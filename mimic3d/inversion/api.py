@@ -16,7 +16,6 @@ import dataclasses
 import logging
 import os
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 import torch
@@ -30,7 +29,7 @@ from mimic3d.inversion.outputs import OutputOptions, write_outputs
 from mimic3d.inversion.targets import load_targets
 from mimic3d.inversion.views import Targets
 from mimic3d.losses.lpips import LPIPS, build_lpips
-from mimic3d.tools.rendering import resolve_device
+from mimic3d.runtime import resolve_device
 
 log = logging.getLogger(__name__)
 
@@ -44,7 +43,7 @@ def open_network(
     if isinstance(network, nn.Module):
         return network.to(device).eval(), {}, type(network).__name__
     G = load(network, device)
-    metadata = checkpoint_metadata(network) if Path(network).exists() else {}
+    metadata = checkpoint_metadata(network)
     return G, metadata, str(network)
 
 
@@ -120,7 +119,7 @@ def invert(
     the files of ``mimic3d.inversion.outputs`` there. Returns the ``InversionResult``.
     """
     config = resolve_config(config, settings)
-    device = resolve_device(device) if isinstance(device, str) else device
+    device = resolve_device(device)
     G, metadata, source = open_network(network, device)
     targets = build_targets(images, G.img_resolution, cameras, crop, convention, background)
     preset, camera_source = model_camera(G, metadata, camera)

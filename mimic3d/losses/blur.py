@@ -21,7 +21,8 @@ def blur_kernel(sigma: float, device: torch.device | str | None = None) -> Tenso
     half = math.floor(sigma * 3)
     if half <= 0:
         return None
-    taps = torch.arange(-half, half + 1, device=device, dtype=torch.float32).div(sigma).square().neg().exp2()
+    taps = torch.arange(-half, half + 1, device=device, dtype=torch.get_default_dtype())
+    taps = taps.div(sigma).square().neg().exp2()
     return taps / taps.sum()
 
 

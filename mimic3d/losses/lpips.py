@@ -154,9 +154,14 @@ class LPIPS(nn.Module):
         return model
 
     @classmethod
-    def pretrained(cls, weights_dir: str | Path | None = None, download: bool = True) -> LPIPS:
-        """The official LPIPS-VGG v0.1 from ``weights_dir`` or the cache (mimic3d.checkpoints.pretrained)."""
-        vgg_path, lin_path = resolve_weight_files([VGG16_WEIGHTS, LPIPS_VGG_WEIGHTS], weights_dir, download)
+    def pretrained(
+        cls, weights_dir: str | Path | None = None, download: bool = True, option: str = "weights_dir=DIR"
+    ) -> LPIPS:
+        """The official LPIPS-VGG v0.1 from ``weights_dir`` or the cache (mimic3d.checkpoints.pretrained);
+        ``option`` is how the caller's user sets ``weights_dir``, named when files are missing."""
+        vgg_path, lin_path = resolve_weight_files(
+            [VGG16_WEIGHTS, LPIPS_VGG_WEIGHTS], weights_dir, download, option
+        )
         return cls.from_files(vgg_path, lin_path)
 
     @classmethod
@@ -164,7 +169,8 @@ class LPIPS(nn.Module):
         """Randomly initialised LPIPS for smoke tests: a distance, but NOT a perceptual one."""
         log.warning(
             "!!! LPIPS is UNTRAINED (random VGG16 and random heads, seed %d): the imitation loss is "
-            "not perceptual and results are meaningless beyond smoke tests. Use lpips=pretrained. !!!",
+            "not perceptual and results are meaningless beyond smoke tests. Train with loss.lpips=pretrained "
+            "(LPIPS.pretrained() in Python). !!!",
             seed,
         )
         model = cls()
@@ -179,11 +185,16 @@ class LPIPS(nn.Module):
 
 
 def build_lpips(
-    lpips: str = "pretrained", weights_dir: str | Path | None = None, download: bool = True, seed: int = 0
+    lpips: str = "pretrained",
+    weights_dir: str | Path | None = None,
+    download: bool = True,
+    seed: int = 0,
+    option: str = "loss.lpips_weights_dir=DIR",
 ) -> LPIPS:
-    """Config-level switch: ``lpips="pretrained"`` (official weights) or ``"untrained"`` (smoke tests)."""
+    """Config-level switch (``loss.lpips``): "pretrained" (official weights from ``weights_dir``, set by
+    ``option``) or "untrained" (smoke tests)."""
     if lpips == "pretrained":
-        return LPIPS.pretrained(weights_dir=weights_dir, download=download)
+        return LPIPS.pretrained(weights_dir=weights_dir, download=download, option=option)
     if lpips == "untrained":
         return LPIPS.untrained(seed)
     raise ValueError(f"lpips must be 'pretrained' or 'untrained', got {lpips!r}")

@@ -21,7 +21,13 @@ from mimic3d.metrics.fid import fid_from_stats, frechet_distance
 from mimic3d.metrics.inception import FIDInceptionV3
 from mimic3d.metrics.kid import kernel_distance, unbiased_mmd2
 from mimic3d.metrics.protocols import PROTOCOLS, MetricProtocol, get_protocol
-from mimic3d.metrics.runner import MetricResult, compute_metric, quantize_images, report_metric
+from mimic3d.metrics.runner import (
+    MetricResult,
+    compute_metric,
+    generator_images,
+    quantize_images,
+    report_metric,
+)
 from mimic3d.metrics.stats import FeatureStats
 from mimic3d.metrics.swd import SWDConfig, sliced_wasserstein_distance
 
@@ -41,6 +47,7 @@ __all__ = [
     "fid_from_stats",
     "fid_with_features",
     "frechet_distance",
+    "generator_images",
     "get_protocol",
     "inception_from_state_dict",
     "kernel_distance",

@@ -9,7 +9,8 @@ sigma=1.5, use_sample_covariance=False, data_range=1): an 11x11 Gaussian window 
 K1 = 0.01, K2 = 0.03, population (biased) local statistics, only windows that lie fully inside the
 image ("valid" filtering), the SSIM map averaged over positions and channels.
 
-Correspondence PSNR (NeRF-GAN distillation, REFERENCE section 7) measures how closely a student
+Correspondence PSNR (NeRF-GAN distillation: Shahbazi et al. 2023, "NeRF-GAN Distillation for
+Memory-Efficient 3D-Aware Generation with Convolutions") measures how closely a student
 reproduces its teacher: both generators get the same (z, c), and the per-image PSNR between their
 images is averaged over the samples (the paper used 1k images: 28.49 FFHQ, 28.10 AFHQ, 33.02
 ShapeNet). Identical generators give +inf.
@@ -23,7 +24,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from mimic3d.metrics.runner import GenerateFn, LabelSampler
+from mimic3d.metrics.runner import GenerateFn, LabelSampler, latent_dim
 
 # Errors of [-1, 1] images measured as if they were [0, 1]: differences halve.
 _TO_UNIT_RANGE = 0.5
@@ -139,7 +140,7 @@ def correspondence_psnr(
     generate_b: GenerateFn,
     labels: LabelSampler,
     num_images: int = 1000,
-    z_dim: int = 512,
+    z_dim: int | None = None,
     batch_size: int = 8,
     seed: int = 0,
     device: str | torch.device = "cpu",
@@ -150,12 +151,14 @@ def correspondence_psnr(
     truncation and noise mode in the callables; use deterministic rendering, ``perturb=False``, so
     that the number measures the models, not the sampler); ``labels.sample(n, generator, device)``
     draws the cameras (``mimic3d.data.DatasetCameraSampler``). Both images must have the same size:
-    resize outside if the student renders at another resolution.
+    resize outside if the student renders at another resolution. ``z_dim`` defaults to the
+    callables' ``z_dim`` attribute (``mimic3d.metrics.runner.latent_dim``).
     """
     if isinstance(num_images, bool) or not isinstance(num_images, int) or num_images < 1:
         raise ValueError(f"num_images: expected a positive int, got {num_images!r}")
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
         raise ValueError(f"batch_size: expected a positive int, got {batch_size!r}")
+    z_dim = latent_dim(z_dim, generate_a, generate_b)
     rng = torch.Generator().manual_seed(seed)
     errors: list[Tensor] = []
     done = 0

@@ -57,7 +57,6 @@ DETECTOR_FILES: tuple[WeightFile, ...] = (
         description="pytorch-fid's state dict",
     ),
 )
-DETECTOR_HINT = f"Or set ${CACHE_ENV} to a folder holding one, or pass the file with --detector PATH."
 
 
 def official_file(path: Path) -> WeightFile | None:
@@ -65,15 +64,20 @@ def official_file(path: Path) -> WeightFile | None:
     return next((entry for entry in DETECTOR_FILES if entry.filename == path.name), None)
 
 
-def missing_detector_message(folder: Path, reason: str) -> str:
-    """The error text that tells a user which file to place where."""
-    return missing_files_message(DETECTOR_FILES, folder, f"no Inception detector found ({reason})",
-                                 DETECTOR_HINT, any_one=True)
+def missing_detector_message(folder: Path, reason: str, option: str | None = None) -> str:
+    """The error text that tells a user which file to place where; ``option`` is how the caller's
+    user names a file directly (``--detector PATH`` for ``mimic3d metrics``), if there is a way."""
+    hint = f"Or set ${CACHE_ENV} to a folder holding one"
+    hint += f", or pass the file with {option}." if option else "."
+    return missing_files_message(DETECTOR_FILES, folder, f"no Inception detector found ({reason})", hint,
+                                 any_one=True)
 
 
-def find_detector_file(path: str | os.PathLike | None = None, allow_download: bool = True) -> Path:
+def find_detector_file(path: str | os.PathLike | None = None, allow_download: bool = True,
+                       option: str | None = None) -> Path:
     """The detector file to use: ``path`` if given, else the first official file in the cache folder,
-    else a fresh download; FileNotFoundError naming the files and the folder when none can be had."""
+    else a fresh download; FileNotFoundError naming the files and the folder when none can be had
+    (and ``option``, the caller's way to name a file, see ``missing_detector_message``)."""
     if path is not None:
         path = Path(path).expanduser()
         if not path.is_file():
@@ -84,14 +88,16 @@ def find_detector_file(path: str | os.PathLike | None = None, allow_download: bo
         if (folder / entry.filename).is_file():
             return folder / entry.filename
     if not allow_download:
-        raise FileNotFoundError(missing_detector_message(folder, "downloads disabled"))
+        raise FileNotFoundError(missing_detector_message(folder, "downloads disabled", option))
     failures = []
     for entry in DETECTOR_FILES:
         try:
             return download_file(entry, folder)
         except (OSError, ValueError) as err:  # unreachable, or not the published bytes: try the next
             failures.append(f"{entry.filename}: {err}")
-    raise FileNotFoundError(missing_detector_message(folder, "download failed: " + "; ".join(failures)))
+    raise FileNotFoundError(
+        missing_detector_message(folder, "download failed: " + "; ".join(failures), option)
+    )
 
 
 def is_torchscript_archive(path: Path) -> bool:
@@ -213,7 +219,8 @@ class FeatureExtractor:
 
 
 def load_inception(path: str | os.PathLike | None = None, device: str | torch.device = "cpu",
-                   allow_download: bool = True) -> FeatureExtractor:
+                   allow_download: bool = True, option: str | None = "load_inception(path)"
+                   ) -> FeatureExtractor:
     """The standard FID/KID feature extractor (2048-d pool3 of TF's 2015-12-05 Inception-v3).
 
     Args:
@@ -221,8 +228,9 @@ def load_inception(path: str | os.PathLike | None = None, device: str | torch.de
             (downloading there when allowed and online).
         device: where the network runs.
         allow_download: permit a download when the cache holds no detector.
+        option: how the caller names a file directly, for the error when none is found (None: no way).
     """
-    file = find_detector_file(path, allow_download).resolve()
+    file = find_detector_file(path, allow_download, option).resolve()
     official = official_file(file)
     sha256 = verify_file(file, official) if official is not None else file_sha256(file)
     verified = official is not None and official.sha256 is not None

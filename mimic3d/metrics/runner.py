@@ -4,7 +4,8 @@ Works with anything that fits three small interfaces, so that every model family
 can use it:
 
 - ``generate(z [N, z_dim], c [N, 25]) -> images float [N, C, H, W] in [-1, 1]`` (pick the branch,
-  truncation etc. in this callable);
+  truncation etc. in this callable); ``z_dim`` is taken from ``generate.z_dim`` (a generator, or a
+  callable carrying the attribute) unless given;
 - a label sampler with ``sample(batch_size, generator=None, device=None) -> c [N, 25]``
   (``mimic3d.data.DatasetCameraSampler``: cameras drawn from the dataset's labels);
 - the real images: a ``torch.utils.data.Dataset`` whose items are uint8 [C, H, W] images or
@@ -20,6 +21,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -57,7 +59,36 @@ def rank_seed(seed: int, rank: int, world: int) -> int:
     return int(np.random.SeedSequence(seed).spawn(world)[rank].generate_state(1)[0])
 
 
-def generated_batches(generate: GenerateFn, labels: LabelSampler, num_images: int, z_dim: int = 512,
+def generator_images(G: Any, branch: str = "2d", noise_mode: str = "random") -> GenerateFn:
+    """``generate(z [N, z_dim], c [N, 25]) -> image [N, 3, R, R]`` in [-1, 1] of one branch of a
+    tri-plane generator, untruncated, carrying ``G.z_dim`` for the runner.
+
+    The rendering camera is also the conditioning camera (EG3D's metrics pass one label); the 3D
+    branch renders at the full image resolution, in ``rendering.chunk_rays`` chunks. Backbone noise
+    is "random", as in EG3D's metrics.
+    """
+
+    def generate(z: Tensor, c: Tensor) -> Tensor:
+        return G(z, c, branch=branch, noise_mode=noise_mode)["image"]
+
+    generate.z_dim = G.z_dim  # type: ignore[attr-defined]
+    return generate
+
+
+def latent_dim(z_dim: int | None, *generators: Any) -> int:
+    """``z_dim`` when given, else the ``z_dim`` attribute of the generators (those that have one must
+    agree); ValueError when none has one."""
+    if z_dim is not None:
+        return z_dim
+    dims = {g.z_dim for g in generators if isinstance(getattr(g, "z_dim", None), int)}
+    if len(dims) > 1:
+        raise ValueError(f"z_dim: the generators disagree ({sorted(dims)}); they must share latents")
+    if not dims:
+        raise ValueError("z_dim: the generate callable has no z_dim attribute; pass z_dim=G.z_dim")
+    return dims.pop()
+
+
+def generated_batches(generate: GenerateFn, labels: LabelSampler, num_images: int, z_dim: int | None = None,
                       batch_size: int = 64, batch_gen: int = 4, seed: int = 0,
                       device: str | torch.device = "cpu") -> Iterator[Tensor]:
     """This rank's share of ``num_images`` quantised fakes, as uint8 batches of up to ``batch_size``.
@@ -67,6 +98,7 @@ def generated_batches(generate: GenerateFn, labels: LabelSampler, num_images: in
     torch's global generator, which is seeded from that one meanwhile and restored afterwards, so the
     fakes depend on ``seed`` alone, not on what ran before (e.g. whether real statistics were cached).
     """
+    z_dim = latent_dim(z_dim, generate)
     rank, world = rank_and_world()
     share = num_images // world + (rank < num_images % world)
     rng = torch.Generator().manual_seed(rank_seed(seed, rank, world))
@@ -234,7 +266,7 @@ def _format_time(seconds: float) -> str:
 
 
 def compute_metric(protocol: MetricProtocol | str, generate: GenerateFn, labels: LabelSampler,
-                   real_images: Any, extractor: FeatureExtractor | None = None, *, z_dim: int = 512,
+                   real_images: Any, extractor: FeatureExtractor | None = None, *, z_dim: int | None = None,
                    batch_size: int = 64, batch_gen: int = 4, seed: int = 0,
                    device: str | torch.device = "cpu",
                    dataset_path: str | os.PathLike | None = None,
@@ -247,12 +279,14 @@ def compute_metric(protocol: MetricProtocol | str, generate: GenerateFn, labels:
         generate, labels, real_images: see the module docstring.
         extractor: feature network for FID/KID; None loads the standard Inception detector.
             Any non-standard extractor makes the result ``<protocol>_custom[<name>]``.
+        z_dim: latent size (default: ``generate.z_dim``, see ``latent_dim``).
         dataset_path: when given, real statistics are cached per dataset state (see
             :mod:`mimic3d.metrics.cache`) in ``cache_folder`` (default: the mimic3d cache).
         metadata: extra fields for the record (network file, branch, resolution ...).
     """
     if isinstance(protocol, str):
         protocol = get_protocol(protocol)
+    z_dim = latent_dim(z_dim, generate)
     start = time.time()
     _, world = rank_and_world()
     fakes = generated_batches(generate, labels, protocol.num_gen, z_dim, batch_size, batch_gen, seed, device)
@@ -278,7 +312,10 @@ def compute_metric(protocol: MetricProtocol | str, generate: GenerateFn, labels:
         else:
             value = fid_from_stats(gen_stats, real_stats)
         results, num_real, detector_info = {metric: value}, real_stats.num_items, extractor.info
-    return MetricResult(metric=metric, results=results, protocol=protocol.to_dict(), detector=detector_info,
+    protocol_record = protocol.to_dict()
+    if protocol.kind != "swd":  # the features actually used, which --features may have replaced
+        protocol_record["detector"] = extractor.name
+    return MetricResult(metric=metric, results=results, protocol=protocol_record, detector=detector_info,
                         num_real=int(num_real or 0), num_gen=protocol.num_gen, total_time=time.time() - start,
                         num_ranks=world, metadata=dict(metadata or {}))
 
@@ -301,7 +338,8 @@ def _swd(reals: Iterable[Tensor], fakes: Iterable[Tensor], seed: int) -> tuple[d
 
 
 def report_metric(result: MetricResult, run_dir: str | os.PathLike | None = None) -> dict[str, Any]:
-    """Print the JSON line (rank 0) and append it to ``run_dir/metric-<metric>.jsonl`` when given."""
+    """Print the JSON line (rank 0) and append it to ``run_dir/metric-<metric>.jsonl`` when given
+    (``metric_file_name``)."""
     record = result.record()
     rank, _ = rank_and_world()
     if rank != 0:
@@ -312,6 +350,13 @@ def report_metric(result: MetricResult, run_dir: str | os.PathLike | None = None
         run_dir = Path(run_dir)
         if not run_dir.is_dir():
             raise FileNotFoundError(f"run folder {run_dir} does not exist")
-        with open(run_dir / f"metric-{result.metric}.jsonl", "a", encoding="utf-8") as out:
+        with open(run_dir / metric_file_name(result.metric), "a", encoding="utf-8") as out:
             out.write(line + "\n")
     return record
+
+
+def metric_file_name(metric: str) -> str:
+    """``metric-<metric>.jsonl``, with a custom network's brackets turned into a plain name part:
+    ``fid2k_full_custom[dino]`` -> ``metric-fid2k_full_custom-dino.jsonl``."""
+    safe = re.sub(r"[^A-Za-z0-9._-]+", "-", metric.replace("]", "")).strip("-")
+    return f"metric-{safe}.jsonl"

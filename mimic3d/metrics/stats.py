@@ -8,12 +8,11 @@ number of batches (and ranks) combine exactly; the covariance is the population 
 from __future__ import annotations
 
 import os
-import tempfile
-from pathlib import Path
 
 import numpy as np
 import torch
 
+from mimic3d.checkpoints.atomic import atomic_write
 from mimic3d.metrics.distributed import all_reduce_sum, gather_rows
 
 _FORMAT_VERSION = 1
@@ -127,15 +126,11 @@ class FeatureStats:
             arrays["raw_outer"] = self.raw_outer
         if self.capture_all:
             arrays["features"] = self.features()
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        handle, temp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".tmp")
-        try:
-            with os.fdopen(handle, "wb") as out:
+        def write(temporary: str) -> None:
+            with open(temporary, "wb") as out:  # a file object: np.savez would append .npz to a name
                 np.savez(out, **arrays)
-            os.replace(temp, path)
-        finally:
-            Path(temp).unlink(missing_ok=True)
+
+        atomic_write(path, write)
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> FeatureStats:

@@ -1,9 +1,10 @@
-"""Networks: the tri-plane generator (EG3D, Mimic3D) and its discriminators."""
+"""Networks: the tri-plane generator (EG3D, Mimic3D, EpiGRAF) and its discriminators."""
 
 from __future__ import annotations
 
 from mimic3d.models.aware3d import Aware3DBlock, reorganize_triplane
-from mimic3d.models.config import GENERATOR_PRESET_NAMES, GeneratorConfig, generator_preset
+from mimic3d.models.background import BackgroundConfig, SphereBackground
+from mimic3d.models.config import GeneratorConfig, generator_preset, generator_preset_names
 from mimic3d.models.discriminator import DualDiscriminator, DualDiscriminatorConfig, dual_discriminator_preset
 from mimic3d.models.generator import TriplaneGenerator, Triplanes
 from mimic3d.models.patch_discriminator import (
@@ -17,8 +18,8 @@ from mimic3d.models.patch_discriminator import (
 from mimic3d.models.superresolution import SuperResolution
 
 __all__ = [
-    "GENERATOR_PRESET_NAMES",
     "Aware3DBlock",
+    "BackgroundConfig",
     "DualDiscriminator",
     "DualDiscriminatorConfig",
     "GeneratorConfig",
@@ -26,11 +27,13 @@ __all__ = [
     "HyperModulatedPatchDiscriminatorConfig",
     "PatchDiscriminator",
     "PatchDiscriminatorConfig",
+    "SphereBackground",
     "SuperResolution",
     "TriplaneGenerator",
     "Triplanes",
     "dual_discriminator_preset",
     "generator_preset",
+    "generator_preset_names",
     "hyper_patch_discriminator_preset",
     "patch_discriminator_preset",
     "reorganize_triplane",

@@ -443,7 +443,7 @@ def synthesize_coarse_planes(
     """
     if ws.ndim != 3 or tuple(ws.shape[1:]) != (synthesis.num_ws, synthesis.w_dim):
         raise ValueError(f"ws: expected [N, {synthesis.num_ws}, {synthesis.w_dim}], got {list(ws.shape)}")
-    ws = ws.to(torch.float32)
+    ws = ws.to(torch.get_default_dtype())
     x = img = planes = None
     w_idx = 0
     for res in synthesis.block_resolutions:
@@ -465,5 +465,6 @@ def synthesize_residual_planes(
     """S^3D: P^c [N, 3, C, R, R] and ws [N, num_ws, w_dim] -> P^r [N, 3, C, 2R, 2R] (driven by the last w)."""
     block3d = getattr(synthesis, f"b3d{synthesis.img_resolution}")
     n = coarse.shape[0]
-    residual = block3d.residual(coarse.flatten(1, 2), ws[:, -1].to(torch.float32), noise_mode=noise_mode)
+    w_last = ws[:, -1].to(torch.get_default_dtype())
+    residual = block3d.residual(coarse.flatten(1, 2), w_last, noise_mode=noise_mode)
     return residual.view(n, 3, -1, *residual.shape[-2:])

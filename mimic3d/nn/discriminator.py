@@ -166,7 +166,8 @@ class DiscriminatorEpilogue(nn.Module):
     """4x4 head: minibatch-std -> conv 3x3 -> FC -> out; projection onto cmap when conditioned.
 
     Shapes: x [N, in_channels, R, R], cmap [N, cmap_dim] -> score [N, 1] =
-    sum(out * cmap) / sqrt(cmap_dim) (or the plain output when ``cmap_dim == 0``). Always float32.
+    sum(out * cmap) / sqrt(cmap_dim) (or the plain output when ``cmap_dim == 0``). Always the default dtype
+    (float32; float64 in float64 tests), never float16.
     """
 
     def __init__(
@@ -208,15 +209,16 @@ class DiscriminatorEpilogue(nn.Module):
         self.out = FullyConnectedLayer(in_channels, 1 if cmap_dim == 0 else cmap_dim)
 
     def forward(self, x: Tensor, img: Tensor | None, cmap: Tensor | None, force_fp32: bool = False) -> Tensor:
-        """``force_fp32`` is accepted for call compatibility; the epilogue always runs in float32."""
+        """``force_fp32`` is accepted for call compatibility; the epilogue never runs in float16."""
         if x.ndim != 4 or tuple(x.shape[1:]) != (self.in_channels, self.resolution, self.resolution):
             raise ValueError(
                 f"DiscriminatorEpilogue: x must be [N, {self.in_channels}, {self.resolution}, "
                 f"{self.resolution}], got {list(x.shape)}"
             )
-        x = x.to(dtype=torch.float32, memory_format=torch.contiguous_format)
+        dtype = torch.get_default_dtype()
+        x = x.to(dtype=dtype, memory_format=torch.contiguous_format)
         if self.architecture == "skip":
-            x = x + self.fromrgb(img.to(dtype=torch.float32, memory_format=torch.contiguous_format))
+            x = x + self.fromrgb(img.to(dtype=dtype, memory_format=torch.contiguous_format))
         if self.mbstd is not None:
             x = self.mbstd(x)
         x = self.conv(x)

@@ -200,9 +200,10 @@ def block_format(
     """Activation dtype and memory format of a StyleGAN2 block.
 
     float16 (and channels_last, if asked) only on CUDA: the official blocks force float32 on any
-    other device, so CPU runs of fp16-configured checkpoints compute in float32 like they do.
+    other device, so CPU runs of fp16-configured checkpoints compute in float32 like they do (in
+    the default dtype, so float64 tests run in float64).
     """
     half = use_fp16 and not force_fp32 and device.type == "cuda"
-    dtype = torch.float16 if half else torch.float32
+    dtype = torch.float16 if half else torch.get_default_dtype()
     memory_format = torch.channels_last if channels_last and half else torch.contiguous_format
     return dtype, memory_format

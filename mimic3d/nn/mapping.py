@@ -86,13 +86,13 @@ class MappingNetwork(nn.Module):
                 raise ValueError(
                     f"MappingNetwork: z must be [N, {self.z_dim}], got {None if z is None else list(z.shape)}"
                 )
-            x = normalize_2nd_moment(z.to(torch.float32))
+            x = normalize_2nd_moment(z.to(torch.get_default_dtype()))
         if self.c_dim > 0:
             if c is None or c.ndim != 2 or c.shape[1] != self.c_dim:
                 raise ValueError(
                     f"MappingNetwork: c must be [N, {self.c_dim}], got {None if c is None else list(c.shape)}"
                 )
-            y = normalize_2nd_moment(self.embed(c.to(torch.float32)))
+            y = normalize_2nd_moment(self.embed(c.to(torch.get_default_dtype())))
             x = torch.cat([x, y], dim=1) if x is not None else y
 
         for idx in range(self.num_layers):

@@ -8,8 +8,9 @@ strided depthwise convolution replaces "convolve + drop pixels". On CPU a 2-D de
 beat two separable 1-D passes for the 4x4 filters StyleGAN uses, so 2-D filters stay 2-D and
 only filters stored 1-D (``setup_filter(..., separable=True)``) run as two passes.
 
-Filters follow the official layout: ``[fh, fw]`` (2-D) or ``[taps]`` (separable), float32,
-normalised to unit DC gain; ``setup_filter([1, 3, 3, 1])`` is the 4x4 outer product / 64.
+Filters follow the official layout: ``[fh, fw]`` (2-D) or ``[taps]`` (separable), in the default
+dtype (float32 unless a float64 test sets it), normalised to unit DC gain;
+``setup_filter([1, 3, 3, 1])`` is the 4x4 outer product / 64.
 """
 
 from __future__ import annotations
@@ -61,13 +62,13 @@ def setup_filter(
     gain: float = 1.0,
     separable: bool | None = None,
 ) -> Tensor:
-    """Prepare a FIR filter for ``upfirdn2d``: float32 ``[fh, fw]`` or separable ``[taps]``.
+    """Prepare a FIR filter for ``upfirdn2d``: ``[fh, fw]`` (default dtype) or separable ``[taps]``.
 
     A 1-D input becomes its outer product unless ``separable`` (default: separable only from 8
     taps up, as in the official code, so that ``[1, 3, 3, 1]`` gives the 4x4 buffer stored in
     EG3D checkpoints). ``normalize`` scales to unit sum; ``gain`` is the overall signal gain.
     """
-    f = torch.as_tensor(1.0 if f is None else f, dtype=torch.float32, device=device)
+    f = torch.as_tensor(1.0 if f is None else f, dtype=torch.get_default_dtype(), device=device)
     if f.ndim == 0:
         f = f[None]
     if f.ndim not in (1, 2) or f.numel() == 0:

@@ -164,7 +164,7 @@ class SynthesisBlock(nn.Module):
                 img = upsample2d(img, self.resample_filter)
         if self.is_last or self.architecture == "skip":
             y = self.torgb(x, next(w_iter), fused_modconv=fused_modconv)
-            y = y.to(dtype=torch.float32, memory_format=torch.contiguous_format)
+            y = y.to(dtype=torch.get_default_dtype(), memory_format=torch.contiguous_format)
             if img is None:
                 img = y
             else:
@@ -231,7 +231,7 @@ class SynthesisNetwork(nn.Module):
             raise ValueError(
                 f"SynthesisNetwork: ws must be [N, {self.num_ws}, {self.w_dim}], got {list(ws.shape)}"
             )
-        ws = ws.to(torch.float32)
+        ws = ws.to(torch.get_default_dtype())
         x = img = None
         w_idx = 0
         for res in self.block_resolutions:

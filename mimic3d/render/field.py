@@ -24,7 +24,8 @@ class TriplaneField:
     planes: [N, 3, C, S, S] or a sequence of them (Mimic3D: coarse 256^2 + residual 512^2);
     decoder: features [..., C] -> (colour, raw sigma), e.g. ``TriplaneDecoder``;
     colour_channels: return only that many colour channels (decoders that take the keyword, like
-    ``TriplaneDecoder``, then skip computing the others).
+    ``TriplaneDecoder``, then skip computing the others);
+    align_corners: the lookup's grid_sample alignment (EpiGRAF: True).
     """
 
     def __init__(
@@ -34,8 +35,9 @@ class TriplaneField:
         box_warp: float,
         convention: str = "eg3d",
         colour_channels: int | None = None,
+        align_corners: bool = False,
     ) -> None:
-        self.sampler = TriplaneSampler(planes, box_warp, convention)
+        self.sampler = TriplaneSampler(planes, box_warp, convention, align_corners)
         self.colour_channels = colour_channels
         # Decoders that cannot skip channels (any callable module) decode all of them; we slice.
         self._decoder_selects = colour_channels is not None and _accepts_colour_channels(decoder)

@@ -1,9 +1,13 @@
 """Tri-plane projection and bilinear feature lookup.
 
 A tri-plane is a tensor [N, 3, C, S, S]; a point is looked up on each plane by bilinear interpolation
-with exactly the semantics of ``F.grid_sample(..., align_corners=False, padding_mode="zeros")``
-(grid x indexes the plane's width). Coordinates are first scaled by ``2 / box_warp`` so that the cube
-[-box_warp/2, box_warp/2]^3 maps onto the planes.
+with exactly the semantics of ``F.grid_sample(..., padding_mode="zeros")`` (grid x indexes the plane's
+width), with ``align_corners=False`` (EG3D, Mimic3D) or ``True`` (EpiGRAF). Coordinates are first
+scaled by ``2 / box_warp`` so that the cube [-box_warp/2, box_warp/2]^3 maps onto the planes.
+
+A convention names the plane frame and the two frame axes of each plane. The frame is the world
+itself for "eg3d" and "xyz"; EpiGRAF's field lives in a world whose subject faces +x (ours faces +z),
+so its frame axes are (z, y, -x) of our world (a rotation about +y; see ``mimic3d.camera.from_angles``).
 
 Speed: instead of ``grid_sample`` (channels-first, per-channel gathers, slow backward on CPU) the planes
 are laid out once per render as a channels-last row table with a zero border, every point/plane gets
@@ -22,13 +26,23 @@ import torch.nn.functional as F
 from torch import Tensor
 from torch.autograd.function import once_differentiable
 
-# (width axis, height axis) of each plane, as indices into (x, y, z).
+# (width axis, height axis) of each plane, as indices into the plane frame (see PLANE_FRAMES).
 PLANE_AXES: dict[str, tuple[tuple[int, int], tuple[int, int], tuple[int, int]]] = {
     # Official EG3D projects onto (x,y), (x,z), (z,x); a known bug kept so that its weights work.
     "eg3d": ((0, 1), (0, 2), (2, 0)),
     # Mimic3D's corrected projection (x,y), (y,z), (z,x).
     "xyz": ((0, 1), (1, 2), (2, 0)),
+    # EpiGRAF's (x,y), (x,z), (y,z) of its own frame.
+    "epigraf": ((0, 1), (0, 2), (1, 2)),
 }
+# Plane frame of each convention: frame axis i is sign[i] * world axis source[i]. A permutation with
+# signs, so the change of frame is exact in floating point.
+PLANE_FRAMES: dict[str, tuple[tuple[int, int, int], tuple[float, float, float]]] = {
+    "eg3d": ((0, 1, 2), (1.0, 1.0, 1.0)),
+    "xyz": ((0, 1, 2), (1.0, 1.0, 1.0)),
+    "epigraf": ((2, 1, 0), (1.0, 1.0, -1.0)),
+}
+_IDENTITY_FRAME = ((0, 1, 2), (1.0, 1.0, 1.0))
 
 # Zero texels added before / after each plane axis so that floor(q) in [-1, S] always has both
 # bilinear neighbours inside the table: zero padding then needs no masks.
@@ -45,10 +59,28 @@ def plane_axes(convention: str) -> tuple[tuple[int, int], tuple[int, int], tuple
     return PLANE_AXES[convention]
 
 
+def to_plane_frame(points: Tensor, convention: str = "eg3d") -> Tensor:
+    """World points [..., 3] in the convention's plane frame [..., 3] (the identity for eg3d/xyz)."""
+    plane_axes(convention)
+    source, sign = PLANE_FRAMES[convention]
+    if (source, sign) == _IDENTITY_FRAME:
+        return points
+    return points[..., list(source)] * points.new_tensor(sign)
+
+
+def plane_axis_names(convention: str) -> list[tuple[str, str]]:
+    """(width, height) world-axis names of the three planes: [("x", "y"), ("x", "z"), ("z", "x")] for
+    "eg3d"; a leading "-" marks a negated axis (EpiGRAF: ("z", "y"), ("z", "-x"), ("y", "-x"))."""
+    source, sign = PLANE_FRAMES[convention]
+    names = [("-" if sign[i] < 0 else "") + "xyz"[source[i]] for i in range(3)]
+    return [(names[w], names[h]) for w, h in plane_axes(convention)]
+
+
 def project_onto_planes(points: Tensor, convention: str = "eg3d") -> Tensor:
     """Plane coordinates of ``points`` [N, P, 3] -> [N, 3, P, 2] (grid_sample order: width, height)."""
     _check_points(points)
-    return torch.stack([points[..., list(axes)] for axes in plane_axes(convention)], dim=1)
+    framed = to_plane_frame(points, convention)
+    return torch.stack([framed[..., list(axes)] for axes in plane_axes(convention)], dim=1)
 
 
 def _check_points(points: Tensor) -> None:
@@ -177,9 +209,17 @@ class TriplaneSampler:
     one sampler per set of planes and query it for many chunks of points.
 
     planes: [N, 3, C, S, S] or a sequence of such tensors (same N and C, any S each).
+    align_corners: grid_sample's alignment (False: texel centres at (i + 0.5) / S * 2 - 1, EG3D;
+    True: at i / (S - 1) * 2 - 1, EpiGRAF); only the texel coordinate transform depends on it.
     """
 
-    def __init__(self, planes: Tensor | Sequence[Tensor], box_warp: float, convention: str = "eg3d") -> None:
+    def __init__(
+        self,
+        planes: Tensor | Sequence[Tensor],
+        box_warp: float,
+        convention: str = "eg3d",
+        align_corners: bool = False,
+    ) -> None:
         plane_list = [planes] if isinstance(planes, Tensor) else list(planes)
         if not plane_list:
             raise ValueError("planes: expected a tensor or a non-empty sequence of tensors")
@@ -195,6 +235,7 @@ class TriplaneSampler:
         self.batch_size, _, self.channels = plane_list[0].shape[:3]
         self.box_warp = float(box_warp)
         self.convention = convention
+        self.align_corners = bool(align_corners)
         axes = plane_axes(convention)
         self._layouts: list[_TriplaneLayout] = []
         row_offset = 0
@@ -223,12 +264,13 @@ class TriplaneSampler:
         if points.shape[0] != self.batch_size:
             raise ValueError(f"points: batch size {points.shape[0]} != planes batch size {self.batch_size}")
         n, p, _ = points.shape
-        scaled = points * (2 / self.box_warp)
+        scaled = to_plane_frame(points, self.convention) * (2 / self.box_warp)
         indices, weights = [], []
         for layout in self._layouts:
-            # Same unnormalisation as grid_sample's CPU kernel, ((x + 1) * S/2) - 0.5, done once per
-            # axis and shared by the two planes that use it.
-            texel = ((scaled + 1) * (layout.size / 2) - 0.5).clamp(-1, layout.size).reshape(n * p, 3)
+            # grid_sample's unnormalisation, (x + 1) * S/2 - 0.5 (or (x + 1) * (S - 1)/2 with aligned
+            # corners), done once per axis and shared by the two planes that use it.
+            texel = _texel_coordinates(scaled, layout.size, self.align_corners).clamp(-1, layout.size)
+            texel = texel.reshape(n * p, 3)
             texel_floor = texel.floor()
             frac = texel - texel_floor
             complement = 1 - frac
@@ -269,6 +311,13 @@ class TriplaneSampler:
         weight = weight.view(n * p, -1, 3, 4).transpose(1, 2).reshape(n * p * 3, -1)
         out = _BilinearGather.apply(self.rows, index, weight, self._grad_buffer)
         return out.view(n, p, 3, self.channels).permute(0, 2, 1, 3)
+
+
+def _texel_coordinates(grid: Tensor, size: int, align_corners: bool) -> Tensor:
+    """grid_sample's grid coordinates in [-1, 1] -> texel coordinates on a plane of ``size`` texels."""
+    if align_corners:
+        return (grid + 1) * ((size - 1) / 2)
+    return (grid + 1) * (size / 2) - 0.5
 
 
 def _table_rows(planes: Tensor) -> int:
@@ -332,12 +381,17 @@ def _layout(
 
 
 def sample_triplane(
-    planes: Tensor | Sequence[Tensor], points: Tensor, box_warp: float, convention: str = "eg3d"
+    planes: Tensor | Sequence[Tensor],
+    points: Tensor,
+    box_warp: float,
+    convention: str = "eg3d",
+    align_corners: bool = False,
 ) -> Tensor:
     """Per-plane bilinear features of ``points`` [N, P, 3] on ``planes`` [N, 3, C, S, S] -> [N, 3, P, C].
 
-    Equals EG3D's ``sample_from_planes`` (grid_sample, align_corners=False, zero padding); a
+    Equals EG3D's ``sample_from_planes`` (grid_sample, align_corners=False, zero padding) or, with
+    ``convention="epigraf", align_corners=True``, EpiGRAF's ``tri_plane_renderer`` lookup; a
     sequence of tri-planes gives the sum of their features (Mimic3D's coarse + residual planes).
     Differentiable in planes and points (first order only).
     """
-    return TriplaneSampler(planes, box_warp, convention).plane_features(points)
+    return TriplaneSampler(planes, box_warp, convention, align_corners).plane_features(points)

@@ -31,7 +31,7 @@ from mimic3d.tools.imaging import (
 from mimic3d.tools.latents import seed_ws
 from mimic3d.tools.normals import normals_from_depth
 from mimic3d.tools.parsing import parse_floats, parse_seeds
-from mimic3d.tools.rendering import check_branches, render_branch
+from mimic3d.tools.rendering import check_branches, check_render_resolution, render_branch
 from mimic3d.tools.viewpoints import camera_preset_for, view_labels
 
 # EG3D's gen_samples.py views: yaw offsets 0.4, 0, -0.4 at a pitch offset of -0.2 (camera above).
@@ -92,6 +92,7 @@ def generate_sample_grids(
     """
     seeds = parse_seeds(seeds)
     branches = check_branches(branch)
+    check_render_resolution(resolution)
     offsets = parse_floats(yaw_offsets, "views")
     preset = camera_preset_for(G, camera)
     device = next(G.parameters()).device

@@ -7,6 +7,10 @@ at (x_i, y_j, z_k). Points are generated and evaluated chunk by chunk, so memory
 plus one chunk. ``border`` voxels on every face are set below the level before marching cubes, so
 every surface closes inside the box (EG3D trims 30/256 of the cube per side to drop the tri-plane's
 unreliable rim); the mesh is then watertight unless the field itself is degenerate.
+
+``choose_level`` picks the iso level before anything is written: EG3D's raw sigma 10 when it cuts the
+density inside the border, else (a barely trained model) halfway between the median and the maximum
+density there, and says so.
 """
 
 from __future__ import annotations
@@ -27,8 +31,10 @@ from mimic3d.tools.parsing import check_positive_int
 DensityFn = Callable[[Tensor], Tensor]  # points [P, 3] -> sigma [P] (or [P, 1])
 ColourFn = Callable[[Tensor], Tensor]  # points [P, 3] -> RGB [P, 3] in [0, 1]
 
-# EG3D's geometry scripts: raw-sigma level 10 and a border of 30 voxels per 256.
+# EG3D's geometry scripts: raw-sigma level 10 and a border of 30 voxels per 256; EpiGRAF's
+# extract_geometry.py: raw-sigma level 25.
 EG3D_LEVEL = 10.0
+EPIGRAF_LEVEL = 25.0
 EG3D_BORDER_FRACTION = 30 / 256
 MESH_RESOLUTIONS = (64, 128, 256, 512)
 
@@ -40,14 +46,14 @@ class MeshReport:
     watertight: bool
     bounds: tuple[tuple[float, float, float], tuple[float, float, float]]  # (min xyz, max xyz)
     level: float
+    automatic_level: bool = False  # chosen by ``choose_level`` because EG3D's level missed the density
 
     def describe(self) -> str:
         low, high = (", ".join(f"{v:+.3f}" for v in corner) for corner in self.bounds)
         tight = "watertight" if self.watertight else "NOT watertight"
-        return (
-            f"{self.vertices} vertices, {self.faces} faces, {tight}, level {self.level:g}, "
-            f"bounding box [{low}] .. [{high}]"
-        )
+        level = f"level {self.level:.4g}" + (" (automatic)" if self.automatic_level else "")
+        box = f"bounding box [{low}] .. [{high}]"
+        return f"{self.vertices} vertices, {self.faces} faces, {tight}, {level}, {box}"
 
 
 def grid_axis(resolution: int, box_size: float, centre: float = 0.0) -> np.ndarray:
@@ -121,12 +127,7 @@ def extract_mesh(
     if not np.isfinite(volume).all():
         raise ValueError("volume: contains NaN or infinite densities")
     closed = close_border(volume, border, level)
-    inner = closed[border:-border, border:-border, border:-border]
-    if not inner.min() < level < inner.max():
-        raise ValueError(
-            f"level: {level:g} does not cut the density, whose range inside the border is "
-            f"[{inner.min():.4g}, {inner.max():.4g}]; pick a level inside it"
-        )
+    _check_level(level, *_inner_range(volume, border))
     voxel = box_size / (volume.shape[0] - 1)
     # Density grows into the object: "ascent" winds the faces with outward normals.
     vertices, faces, _, _ = skimage.measure.marching_cubes(
@@ -134,6 +135,48 @@ def extract_mesh(
     )
     vertices += np.asarray(centre, dtype=np.float64) - box_size / 2
     return trimesh.Trimesh(vertices=vertices, faces=faces, process=True)
+
+
+def _inner_range(volume: np.ndarray, border: int) -> tuple[float, float]:
+    """(min, max) density inside the ``border`` voxels that marching cubes keeps."""
+    inner = volume[border:-border, border:-border, border:-border]
+    return float(inner.min()), float(inner.max())
+
+
+def _check_level(level: float, low: float, high: float) -> None:
+    if not low < level < high:
+        raise ValueError(
+            f"level: {level:g} does not cut the density, whose range inside the border is "
+            f"[{low:.4g}, {high:.4g}]; pick a level inside it"
+        )
+
+
+def choose_level(
+    volume: np.ndarray,
+    border_fraction: float = EG3D_BORDER_FRACTION,
+    level: float | None = None,
+    official: float = EG3D_LEVEL,
+) -> tuple[float, bool]:
+    """(iso level, whether it was chosen automatically) for meshing ``volume`` [R, R, R].
+
+    A given ``level`` must cut the density inside the border (ValueError naming the range). None:
+    the ``official`` level (EG3D's 10; EpiGRAF's 25, see ``default_level``) when it cuts, else halfway
+    between the median and the maximum density inside the border, so that the densest region of a
+    barely trained model still shows; ValueError when the density is flat there (no surface at any
+    level).
+    """
+    border = border_voxels(volume.shape[0], border_fraction)
+    low, high = _inner_range(volume, border)
+    if level is not None:
+        _check_level(level, low, high)
+        return level, False
+    if low < official < high:
+        return official, False
+    inner = volume[border:-border, border:-border, border:-border]
+    automatic = (float(np.median(inner)) + high) / 2
+    if not low < automatic < high:
+        raise ValueError(f"level: the density is flat inside the border ({low:.4g}); there is no surface")
+    return automatic, True
 
 
 def colour_vertices(mesh: trimesh.Trimesh, colour_fn: ColourFn, chunk_points: int = 1 << 16) -> None:
@@ -166,13 +209,21 @@ def model_density_fn(G: TriplaneGenerator, ws: Tensor, planes: Triplanes) -> Den
     return lambda points: G.sample_density(points[None].to(ws.device), ws, planes=planes)[0, :, 0]
 
 
+def default_level(G: TriplaneGenerator) -> float:
+    """The raw-sigma iso level of the model's official geometry script (EG3D 10, EpiGRAF 25)."""
+    return EPIGRAF_LEVEL if G.config.decoder == "epigraf" else EG3D_LEVEL
+
+
 def model_colour_fn(G: TriplaneGenerator, planes: Triplanes) -> ColourFn:
-    """The decoder's RGB (its first three feature channels, in [0, 1]) at world points."""
+    """The decoder's RGB (its first three feature channels) in [0, 1] at world points (EpiGRAF's raw
+    colours in [-1, 1] are mapped to [0, 1])."""
     device = planes.coarse.device
+    raw = G.config.decoder == "epigraf"
 
     def colour(points: Tensor) -> Tensor:
         features, _ = G.renderer.sample(planes.field_planes(), G.decoder, points[None].to(device))
-        return features[0, :, :3]
+        rgb = features[0, :, :3]
+        return (rgb + 1) / 2 if raw else rgb
 
     return colour
 
@@ -212,13 +263,17 @@ def seed_mesh(
     G: TriplaneGenerator,
     planes: Triplanes,
     volume: np.ndarray,
-    level: float = EG3D_LEVEL,
+    level: float | None = None,
     border_fraction: float = EG3D_BORDER_FRACTION,
     colours: bool = True,
 ) -> tuple[trimesh.Trimesh, MeshReport]:
-    """Mesh of a ``seed_volume`` at ``level`` (raw sigma), vertex colours from the decoder, and its report."""
+    """Mesh of a ``seed_volume`` at ``level`` (raw sigma; default ``choose_level``'s with the model's
+    official level, ``default_level(G)``), vertex colours from the decoder, and its report."""
+    level, automatic = choose_level(volume, border_fraction, level, default_level(G))
     border = border_voxels(volume.shape[0], border_fraction)
     mesh = extract_mesh(volume, level, G.config.rendering.box_warp, border=border)
     if colours:
         colour_vertices(mesh, model_colour_fn(G, planes))
-    return mesh, mesh_report(mesh, level)
+    report = mesh_report(mesh, level)
+    report.automatic_level = automatic
+    return mesh, report

@@ -36,6 +36,8 @@ def normals_from_depth(depth: Tensor, c: Tensor, space: str = "camera") -> Tenso
     """
     if space not in ("camera", "world"):
         raise ValueError(f"space: expected 'camera' or 'world', got {space!r}")
+    if depth.ndim == 4 and min(depth.shape[-2:]) < 2:
+        raise ValueError(f"depth: normals need at least 2x2 pixels, got {list(depth.shape[-2:])}")
     points = depth_to_points(depth, c)
     # Central differences inside, one-sided at the image border.
     along_x = torch.gradient(points, dim=-1)[0]

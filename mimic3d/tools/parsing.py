@@ -97,8 +97,10 @@ def parse_layers(value: str | None, num_layers: int, name: str = "mix_layers") -
     return sorted(set(layers))
 
 
-def check_positive_int(value: object, name: str, minimum: int = 1) -> int:
-    """``value`` as an int >= ``minimum`` (bools refused), else ValueError naming ``name``."""
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ValueError(f"{name}: expected an integer >= {minimum}, got {value!r}")
+def check_positive_int(value: object, name: str, minimum: int = 1, maximum: int | None = None) -> int:
+    """``value`` as an int in [``minimum``, ``maximum``] (bools refused), else ValueError naming ``name``."""
+    too_big = maximum is not None and isinstance(value, int) and value > maximum
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum or too_big:
+        bounds = f">= {minimum}" if maximum is None else f"in [{minimum}, {maximum}]"
+        raise ValueError(f"{name}: expected an integer {bounds}, got {value!r}")
     return value

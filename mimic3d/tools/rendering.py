@@ -15,27 +15,31 @@ from mimic3d.models.generator import BRANCHES, TriplaneGenerator, Triplanes
 from mimic3d.render import TriplaneRenderer
 from mimic3d.tools.parsing import check_positive_int
 
-DEVICES = ("auto", "cpu", "cuda", "mps")
+# Sizes of the images the tools render (the 3D branch renders any size in ray chunks; the bound keeps
+# a mistyped size from allocating gigabytes). Normal maps need at least 2x2 pixels.
+MIN_RENDER_RESOLUTION = 2
+MAX_RENDER_RESOLUTION = 4096
 
 
-def resolve_device(name: str = "auto") -> torch.device:
-    """ "auto" -> CUDA if available, else MPS if available, else CPU; a named device must be available."""
-    if name not in DEVICES:
-        raise ValueError(f"device: expected one of {DEVICES}, got {name!r}")
-    cuda, mps = torch.cuda.is_available(), torch.backends.mps.is_available()
-    if name == "auto":
-        return torch.device("cuda" if cuda else "mps" if mps else "cpu")
-    if (name == "cuda" and not cuda) or (name == "mps" and not mps):
-        raise ValueError(f"device: {name} is not available on this machine")
-    return torch.device(name)
+def check_render_resolution(resolution: int | None, name: str = "resolution") -> int | None:
+    """None (the model's default) or an int in [MIN_RENDER_RESOLUTION, MAX_RENDER_RESOLUTION]."""
+    if resolution is None:
+        return None
+    return check_positive_int(resolution, name, MIN_RENDER_RESOLUTION, MAX_RENDER_RESOLUTION)
 
 
 def load_generator(path: str | os.PathLike, device: str | torch.device = "cpu") -> TriplaneGenerator:
     """The EMA tri-plane generator of a checkpoint (portable or official pickle), in eval mode."""
     G = load(path, device)
     if not isinstance(G, TriplaneGenerator):
-        raise ValueError(f"{path}: holds a {type(G).__name__}, expected a tri-plane generator")
+        raise ValueError(
+            f"{path}: holds a {type(G).__name__}, expected a tri-plane generator (give the checkpoint "
+            "folder, or its G_ema network folder)"
+        )
     return G
+
+
+BRANCH_CHOICES = (*BRANCHES, "both")
 
 
 def check_branches(branch: str) -> tuple[str, ...]:

@@ -32,7 +32,7 @@ from mimic3d.models.generator import TriplaneGenerator, Triplanes
 from mimic3d.tools.imaging import depth_range, depth_to_images, resize_images, tile_grid, to_uint8
 from mimic3d.tools.latents import interpolate_keyframes, seed_ws, style_mix
 from mimic3d.tools.parsing import check_positive_int, parse_grid, parse_layers, parse_seeds
-from mimic3d.tools.rendering import check_branches, render_branch, render_settings
+from mimic3d.tools.rendering import check_branches, check_render_resolution, render_branch, render_settings
 from mimic3d.tools.trajectories import trajectory_labels
 from mimic3d.tools.viewpoints import camera_preset_for
 
@@ -72,7 +72,7 @@ def _cell_grid(
     """Rows of cells (see the module docstring)."""
     if style_seeds is not None:
         if interpolate or grid is not None:
-            raise ValueError("style_seeds: style mixing cannot be combined with interpolate or grid")
+            raise ValueError("style_seeds: style mixing cannot be combined with interpolation or a grid")
         layers = parse_layers(mix_layers, G.num_ws)
         content, style = seed_ws(G, seeds, **mapping), seed_ws(G, style_seeds, **mapping)
         return [
@@ -97,10 +97,23 @@ def _cell_grid(
         if len(seeds) != width * height:
             raise ValueError(
                 f"seeds: a {width}x{height} grid needs {width * height} seeds, got {len(seeds)} "
-                "(or pass interpolate to loop through them)"
+                "(interpolation loops each cell through several seeds)"
             )
         cells = [_Cell(ws[i : i + 1]) for i in range(len(seeds))]
     return [cells[row * width : (row + 1) * width] for row in range(height)]
+
+
+def video_name(trajectory: str, seeds: str, interpolate: bool = False, style_seeds: str | None = None) -> str:
+    """Default file name of a video, distinct per mode: ``orbit_seeds0-3.mp4``,
+    ``orbit_interp_seeds0-15.mp4``, ``orbit_seeds0-2_style10_11.mp4``."""
+    mode = "_interp" if interpolate else ""
+    style = "" if style_seeds is None else f"_style{_file_part(style_seeds)}"
+    return f"{trajectory}{mode}_seeds{_file_part(seeds)}{style}.mp4"
+
+
+def _file_part(seeds: str | Sequence[int]) -> str:
+    text = seeds if isinstance(seeds, str) else ",".join(str(s) for s in seeds)
+    return text.replace(" ", "").replace(",", "_")
 
 
 def render_video(
@@ -134,6 +147,7 @@ def render_video(
     seeds = parse_seeds(seeds)
     branches = check_branches(branch)
     check_positive_int(num_frames, "frames")
+    check_render_resolution(resolution)
     grid = None if grid is None else parse_grid(grid)
     style = None if style_seeds is None else parse_seeds(style_seeds, "style_seeds")
     preset = camera_preset_for(G, camera)

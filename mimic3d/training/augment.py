@@ -80,7 +80,7 @@ class AugmentConfig:
 
 
 def _matrix(rows: Sequence[Sequence[Tensor | float]], batch: int, device: torch.device) -> Tensor:
-    """Rows of per-sample scalars (tensors [N] or Python numbers) -> [N, R, K] float32."""
+    """Rows of per-sample scalars (tensors [N] or Python numbers) -> [N, R, K] (default dtype)."""
     elements = [
         e.reshape(batch) if isinstance(e, Tensor) else torch.full([batch], float(e), device=device)
         for row in rows
@@ -162,7 +162,11 @@ class AugmentPipe(nn.Module):
     def augment_pair(
         self, image: Tensor, image_raw: Tensor, generator: torch.Generator | None = None
     ) -> tuple[Tensor, Tensor]:
-        """Same transform for EG3D's two D inputs: image [N, 3, H, W], image_raw [N, 3, h, w]."""
+        """Same transform for EG3D's two D inputs: image [N, 3, H, W], image_raw [N, 3, h, w].
+
+        As in EG3D's loss, image_raw is resized to H x W and back even when nothing is applied, so
+        at p = 0 image comes back unchanged and image_raw as that (slightly blurring) round trip.
+        """
         if image.ndim != 4 or image_raw.ndim != 4 or image.shape[0] != image_raw.shape[0]:
             raise ValueError(
                 f"augment_pair expects image [N, C, H, W] and image_raw [N, C, h, w] with equal N, "
@@ -276,7 +280,8 @@ class AugmentPipe(nn.Module):
             c = torch.exp2(draw.randn([n]) * cfg.contrast_std)
             c = torch.where(draw.rand([n]) < cfg.contrast * p, c, torch.ones_like(c))
             color = _scale3d(c, n, dev) @ color
-        luma = torch.tensor(np.asarray([1, 1, 1, 0]) / np.sqrt(3), dtype=torch.float32, device=dev)
+        unit = np.asarray([1, 1, 1, 0]) / np.sqrt(3)
+        luma = torch.tensor(unit, dtype=torch.get_default_dtype(), device=dev)
         luma_outer = torch.outer(luma, luma)
         if cfg.lumaflip > 0:
             i = torch.floor(draw.rand([n, 1, 1]) * 2)

@@ -5,6 +5,8 @@ and ``from_dict`` names every unknown or ill-typed field by its dotted path
 (``loss.r1_gamma: expected a number``). Presets live in ``mimic3d/training/presets/*.yaml``
 (see ``mimic3d.training.presets``). Durations given "at batch 32" are scaled by batch / 32 exactly
 as EG3D does when ``schedule.scale_with_batch`` is true (blur fade and EMA half-life).
+Path fields (``PATH_FIELDS``) are stored expanded (``~``, ``$VARS``) and absolute, so a saved config
+names the same files when a run is resumed from another folder.
 """
 
 from __future__ import annotations
@@ -18,11 +20,14 @@ from mimic3d.metrics.protocols import get_protocol
 from mimic3d.models.config import GeneratorConfig
 from mimic3d.models.discriminator import DualDiscriminatorConfig
 from mimic3d.models.patch_discriminator import PatchDiscriminatorConfig
+from mimic3d.paths import absolute_path
 from mimic3d.training.augment import AugmentConfig
 
 AUGMENT_MODES = ("noaug", "ada", "fixed")
 LPIPS_MODES = ("pretrained", "untrained")
+R1_TARGETS = ("discriminator_input", "input")
 DEVICES = ("auto", "cpu", "cuda")
+PATH_FIELDS = ("data.path", "run.init_from", "loss.lpips_weights_dir")
 
 
 @dataclass
@@ -36,10 +41,14 @@ class LossConfig:
     the same windows: not in the paper (0 in its presets), but it gives the tiny CPU presets a teacher
     signal when LPIPS runs with untrained weights.
     Intervals of None run the regulariser every step without lazy scaling.
+    ``r1_target`` says what R1 differentiates: ``discriminator_input`` (official EG3D/Mimic3D: the
+    images D sees, after the blur and the augmentation) or ``input`` (the real images before both,
+    StyleGAN2-ADA's definition); it applies to both R1 terms (dual D and D^3D).
     """
 
     r1_gamma: float = 1.0
     r1_interval: int | None = 16
+    r1_target: str = "discriminator_input"
     density_reg: float = 0.25
     density_reg_interval: int | None = 4
     density_reg_offset: float = 0.004
@@ -148,6 +157,11 @@ class TrainConfig:
     description: str = ""
 
     def __post_init__(self) -> None:
+        for key in PATH_FIELDS:
+            section, name = key.split(".")
+            value = getattr(getattr(self, section), name)
+            if isinstance(value, str):
+                setattr(getattr(self, section), name, absolute_path(value))
         self.validate()
 
     @property
@@ -180,6 +194,7 @@ class TrainConfig:
                 raise ValueError(
                     f"run.batch_gpu: {run.batch_gpu} does not divide run.batch_size {run.batch_size}"
                 )
+        self.check_chunk(run.batch_gpu or run.batch_size)
         for name in ("total_kimg", "tick_kimg", "snapshot_kimg"):
             _check_positive(f"run.{name}", getattr(run, name))
         if run.keep_snapshots is not None:
@@ -204,6 +219,22 @@ class TrainConfig:
         if self.data.max_size is not None:
             _check_positive("data.max_size", self.data.max_size)
 
+    def check_chunk(self, chunk: int) -> None:
+        """ValueError unless a discriminator batch of ``chunk`` images (``run.batch_gpu``, or the
+        per-process batch) splits into its minibatch-std groups, as EG3D's layer requires."""
+        discriminators = [("discriminator", self.discriminator)]
+        if self.patch_discriminator is not None and self.loss.patch_gan > 0:
+            discriminators.append(("patch_discriminator", self.patch_discriminator))
+        for section, config in discriminators:
+            group = config.mbstd_group_size
+            if group is not None and chunk % min(group, chunk):
+                key = "run.batch_gpu" if self.run.batch_gpu is not None else "run.batch_size"
+                raise ValueError(
+                    f"{key}: chunks of {chunk} images do not split into the minibatch-std groups of "
+                    f"{section}.mbstd_group_size={group}; use a batch (per process) that is a multiple "
+                    f"of {group} or smaller than it, or change {section}.mbstd_group_size"
+                )
+
     def _validate_loss(self, loss: LossConfig) -> None:
         for name in (
             "r1_gamma",
@@ -222,6 +253,8 @@ class TrainConfig:
             if value is not None and value < 1:
                 raise ValueError(f"loss.{name}: expected None or an int >= 1, got {value}")
         _check_positive("loss.density_reg_points", loss.density_reg_points)
+        if loss.r1_target not in R1_TARGETS:
+            raise ValueError(f"loss.r1_target: expected one of {R1_TARGETS}, got {loss.r1_target!r}")
         if loss.lpips not in LPIPS_MODES:
             raise ValueError(f"loss.lpips: expected one of {LPIPS_MODES}, got {loss.lpips!r}")
         if loss.noise_mode not in ("random", "const", "none"):

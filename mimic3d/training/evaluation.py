@@ -33,7 +33,7 @@ def load_feature_extractor(metrics: list[str], device: torch.device) -> FeatureE
     that a missing file stops the run before training rather than at the first snapshot."""
     if all(get_protocol(name).kind == "swd" for name in metrics):
         return None
-    return load_inception(device=device)
+    return load_inception(device=device, option=None)  # training reads the cache folder only
 
 
 def evaluate_metrics(trainer: Trainer, branches: tuple[str, ...]) -> dict[str, float]:

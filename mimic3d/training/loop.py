@@ -38,12 +38,13 @@ from mimic3d.training.distributed import (
 from mimic3d.training.evaluation import evaluate_metrics, load_feature_extractor
 from mimic3d.training.loss import Chunk, TriplaneGANLoss
 from mimic3d.training.monitor import RunMonitor, StatsCollector
-from mimic3d.training.networks import build_networks, init_from_checkpoint
+from mimic3d.training.networks import InitReport, build_networks, init_from_checkpoint
 from mimic3d.training.optimization import build_phases, optimizer_step, update_ema
 from mimic3d.training.presets import config_to_yaml
 from mimic3d.training.randomness import capture_rng_state, restore_rng_state, seed_chunk
 from mimic3d.training.schedule import Progress, progress_at
 from mimic3d.training.snapshot import (
+    LATEST_FILE,
     TrainingState,
     load_snapshot,
     optimizer_from_record,
@@ -109,6 +110,7 @@ class Trainer:
             raise ValueError(
                 f"run.batch_gpu: {self.batch_gpu} does not divide the per-process batch {self.batch_local}"
             )
+        config.check_chunk(self.batch_gpu)
         self.chunks_local = self.batch_local // self.batch_gpu
         self.chunks_total = self.chunks_local * self.process.world
 
@@ -133,12 +135,12 @@ class Trainer:
             config, self.nets.G, self.nets.D, self.nets.D_patch, self.augment_pipe, self.ada, self.lpips
         )
         self.step, self.cur_nimg = 0, 0
-        self.fresh_keys: dict[str, list[str]] = {}
+        self.init_report: InitReport | None = None
         rng_state = None
         if resume is not None:
             rng_state = self._restore(Path(resume))
         elif run.init_from is not None:
-            self.fresh_keys = init_from_checkpoint(self.nets, run.init_from)
+            self.init_report = init_from_checkpoint(self.nets, run.init_from)
         broadcast_modules([*self.nets.named().values(), self.augment_pipe])
         self.stream = RealImageStream(
             self.dataset,
@@ -242,11 +244,19 @@ class Trainer:
         nonfinite, sums = packed[1 : 1 + len(names)], packed[1 + len(names) :]
         bad = [name for name, flag in zip(names, nonfinite) if flag > 0]
         if bad:
+            if (self.run_dir / LATEST_FILE).is_file():
+                last = (
+                    f"The last good snapshot is the one {self.run_dir / LATEST_FILE} names; lower the "
+                    "learning rates (optim.g_lr, optim.d_lr) or raise loss.r1_gamma and resume from it."
+                )
+            else:
+                last = (
+                    "No snapshot was written before it: lower the learning rates (optim.g_lr, "
+                    "optim.d_lr) or raise loss.r1_gamma and start again."
+                )
             raise TrainingDiverged(
                 f"non-finite loss in phase(s) {', '.join(bad)} at step {self.step} "
-                f"(kimg {progress.cur_kimg:.3f}); the run stopped without saving. The last good snapshot "
-                f"is the one {self.run_dir / 'latest'} names; lower the learning rates or raise "
-                "loss.r1_gamma and resume from it."
+                f"(kimg {progress.cur_kimg:.3f}); the run stopped without saving. {last}"
             )
         if packed[0] > 0 and self._stop_reason is None:
             self._stop_reason = "stop requested by another process"
@@ -350,9 +360,8 @@ class Trainer:
                 "!!! LPIPS is UNTRAINED (loss.lpips=untrained): the imitation loss is a random-feature "
                 "distance, fine for smoke tests and demos, not the paper's perceptual loss !!!"
             )
-        for name, keys in self.fresh_keys.items():
-            if keys:
-                monitor.log(f"init_from: {name} keeps {len(keys)} randomly initialised tensors (new modules)")
+        for line in self.init_report.log_lines() if self.init_report is not None else []:
+            monitor.log(f"init_from: {line}")
         if self._resumed_from is not None:
             monitor.log(
                 f"resumed from {self._resumed_from} at step {self.step}, kimg {self.cur_nimg / 1000:.3f}"
@@ -373,6 +382,15 @@ class Trainer:
         previous = self._install_signals()
         snapshot = None
         try:
+            # A resumed run may have nothing left to do: report it without training a step.
+            if self.cur_nimg >= total_nimg or (max_steps is not None and self.step >= max_steps):
+                status = "finished" if self.cur_nimg >= total_nimg else "max_steps"
+                self.monitor.log(
+                    f"{status} already at step {self.step}, kimg {self.cur_nimg / 1000:.3f}: nothing to "
+                    "train (raise run.total_kimg or --max-steps to continue)"
+                )
+                resumed = None if self._resumed_from is None else Path(self._resumed_from)
+                return RunResult(status, self.step, self.cur_nimg, resumed)
             while True:
                 if deadline is not None and time.monotonic() >= deadline and self._stop_reason is None:
                     self._stop_reason = TIME_LIMIT
@@ -398,6 +416,9 @@ class Trainer:
                 if status is not None:
                     self.monitor.log(f"{status} at step {self.step}, kimg {self.cur_nimg / 1000:.3f}")
                     return RunResult(status, self.step, self.cur_nimg, snapshot)
+        except BaseException as err:  # every fatal error reaches log.txt, not only the terminal
+            self.monitor.log(f"stopped by {type(err).__name__}: {err}")
+            raise
         finally:
             for sig, handler in previous.items():
                 signal.signal(sig, handler)

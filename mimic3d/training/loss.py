@@ -13,6 +13,10 @@ Phases (EG3D's names; the loop runs each every ``interval`` steps with ``gain = 
 Official numerics kept: the D-input blur applies to ``image`` inside every D pass, and the real
 ``image_raw`` (the real image resized to the rendering resolution) is blurred once more before;
 fakes' ``image_raw`` is not blurred. ADA transforms both D inputs identically and every patch.
+R1 (``loss.r1_target``) is by default the official one: the gradient with respect to the tensors
+D actually sees, after the blur and the augmentation (``discriminator_input``: EG3D's and Mimic3D's
+``run_D`` write the blurred/augmented images back into the dict that R1 then differentiates);
+``input`` differentiates with respect to the real images before both (StyleGAN2-ADA's definition).
 """
 
 from __future__ import annotations
@@ -116,19 +120,25 @@ class TriplaneGANLoss:
 
     # ------------------------------------------------------------------ D passes
 
-    def run_D(self, images: Mapping[str, Tensor], c: Tensor, sigma: float) -> Tensor:
-        """Blur ``image``, augment both inputs alike, score with the dual discriminator -> [N, 1]."""
+    def discriminator_inputs(self, images: Mapping[str, Tensor], sigma: float) -> dict[str, Tensor]:
+        """What the dual discriminator sees: ``image`` blurred, then both inputs augmented alike."""
         image, image_raw = blur_images(images["image"], sigma), images["image_raw"]
         if self.augment_pipe is not None:
             image, image_raw = self.augment_pipe.augment_pair(image, image_raw)
-        return self.D({"image": image, "image_raw": image_raw}, c)
+        return {"image": image, "image_raw": image_raw}
+
+    def patch_discriminator_input(self, patches: Tensor, sigma: float) -> Tensor:
+        """What D^3D sees of patches [N, 3, p, p]: blurred, then augmented."""
+        patches = blur_images(patches, sigma)
+        return patches if self.augment_pipe is None else self.augment_pipe(patches)
+
+    def run_D(self, images: Mapping[str, Tensor], c: Tensor, sigma: float) -> Tensor:
+        """Blur ``image``, augment both inputs alike, score with the dual discriminator -> [N, 1]."""
+        return self.D(self.discriminator_inputs(images, sigma), c)
 
     def run_D_patch(self, patches: Tensor, sigma: float) -> Tensor:
         """Blur, augment and score patches [N, 3, p, p] with D^3D -> [N, 1]."""
-        patches = blur_images(patches, sigma)
-        if self.augment_pipe is not None:
-            patches = self.augment_pipe(patches)
-        return self.D_patch(patches, None)
+        return self.D_patch(self.patch_discriminator_input(patches, sigma), None)
 
     def real_pair(self, real_img: Tensor, progress: Progress) -> dict[str, Tensor]:
         """Real D inputs: the image and its blurred resize to the rendering resolution."""
@@ -226,14 +236,13 @@ class TriplaneGANLoss:
 
     def _discriminator_r1(self, chunk: Chunk, progress: Progress) -> PhaseResult:
         real = self.real_pair(chunk.real_img, progress)
-        inputs = [
-            real["image"].detach().requires_grad_(True),
-            real["image_raw"].detach().requires_grad_(True),
-        ]
-        logits = self.run_D({"image": inputs[0], "image_raw": inputs[1]}, chunk.real_c, progress.blur_sigma)
+        leaves = {key: value.detach().requires_grad_(True) for key, value in real.items()}
+        seen = self.discriminator_inputs(leaves, progress.blur_sigma)
+        logits = self.D(seen, chunk.real_c)
         if self.ada is not None:
             self.ada.observe(logits)
-        penalty = r1_loss(logits, inputs, self.config.loss.r1_gamma)
+        targets = seen if self.config.loss.r1_target == "discriminator_input" else leaves
+        penalty = r1_loss(logits, [targets["image"], targets["image_raw"]], self.config.loss.r1_gamma)
         return PhaseResult(
             penalty.mean(),
             {"Loss/scores/real": logits, "Loss/signs/real": logits.sign(), "Loss/D/reg": penalty},
@@ -241,12 +250,14 @@ class TriplaneGANLoss:
 
     def _patch_main(self, chunk: Chunk, progress: Progress) -> PhaseResult:
         size = self.config.loss.patch_resolution
+        # Real windows first, then the fakes' (Mimic3D's order of draws).
+        device = chunk.real_img.device
+        top, left = random_windows(chunk.real_img.shape[0], chunk.real_img.shape[-1], size, device)
+        real = crop_windows(chunk.real_img, top, left, size)
         with torch.no_grad():
             ws = self._mapping(chunk, progress)
             planes = self.G.planes(ws, noise_mode=self.config.loss.noise_mode)
             fake, _, _ = self._patch_3d(ws, chunk.gen_c, planes)
-        top, left = random_windows(chunk.real_img.shape[0], chunk.real_img.shape[-1], size, fake.device)
-        real = crop_windows(chunk.real_img, top, left, size)
         fake_logits = self.run_D_patch(fake, progress.blur_sigma)
         real_logits = self.run_D_patch(real, progress.blur_sigma)
         loss_fake, loss_real = discriminator_fake_loss(fake_logits), discriminator_real_loss(real_logits)
@@ -265,6 +276,8 @@ class TriplaneGANLoss:
             chunk.real_img.shape[0], chunk.real_img.shape[-1], size, chunk.real_img.device
         )
         real = crop_windows(chunk.real_img, top, left, size).detach().requires_grad_(True)
-        logits = self.run_D_patch(real, progress.blur_sigma)
-        penalty = r1_loss(logits, [real], self.config.loss.patch_r1_gamma)
+        seen = self.patch_discriminator_input(real, progress.blur_sigma)
+        logits = self.D_patch(seen, None)
+        target = seen if self.config.loss.r1_target == "discriminator_input" else real
+        penalty = r1_loss(logits, [target], self.config.loss.patch_r1_gamma)
         return PhaseResult(penalty.mean(), {"Loss/scores/patch_real": logits, "Loss/D_patch/reg": penalty})

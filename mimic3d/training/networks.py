@@ -3,7 +3,8 @@
 Mimic3D stage 2 starts from a stage-1 run: G, G_ema and D are copied from it and the modules that
 stage 1 did not have (S^3D inside G, the patch discriminator D^3D) keep their random initialisation.
 Any checkpoint ``mimic3d.load_networks`` reads works as the source (a run folder's latest snapshot,
-a snapshot folder, a portable checkpoint, an official EG3D/Mimic3D pickle).
+a snapshot folder, a portable checkpoint, an official EG3D/Mimic3D pickle); the log names the
+snapshot used, what was copied and what stayed random.
 """
 
 from __future__ import annotations
@@ -17,11 +18,11 @@ import torch
 from torch import nn
 
 from mimic3d.checkpoints.load import load_networks
+from mimic3d.checkpoints.resolve import resolve_checkpoint
 from mimic3d.models.discriminator import DualDiscriminator
 from mimic3d.models.generator import TriplaneGenerator
 from mimic3d.models.patch_discriminator import PatchDiscriminator
 from mimic3d.training.config import TrainConfig
-from mimic3d.training.snapshot import LATEST_FILE, latest_snapshot
 
 _MAX_LISTED = 6
 
@@ -93,12 +94,31 @@ def copy_matching(target: nn.Module, source: nn.Module, where: str) -> list[str]
     return sorted(set(target_state) - set(source_state))
 
 
-def init_from_checkpoint(nets: Networks, path: str | os.PathLike) -> dict[str, list[str]]:
-    """Start ``nets`` from an earlier run (see module docstring); returns, per network, the keys
-    that stayed randomly initialised. A source without ``G`` starts G from its ``G_ema``."""
-    path = Path(path)
-    if path.is_dir() and (path / LATEST_FILE).is_file():
-        path = latest_snapshot(path)
+@dataclass
+class InitReport:
+    """What ``init_from_checkpoint`` did: the checkpoint it read (and the networks it holds), per
+    network the target keys that stayed randomly initialised, and networks the source lacked."""
+
+    source: Path
+    holds: list[str]
+    fresh: dict[str, list[str]]
+    random_networks: list[str]
+
+    def log_lines(self) -> list[str]:
+        lines = [f"starting from {self.source} (it holds {', '.join(self.holds)})"]
+        for name, keys in self.fresh.items():
+            kept = f"; {len(keys)} tensors stay randomly initialised (new modules)" if keys else ""
+            lines.append(f"{name} copied{kept}")
+        lines += [
+            f"{name} stays randomly initialised: the source has no {name}" for name in self.random_networks
+        ]
+        return lines
+
+
+def init_from_checkpoint(nets: Networks, path: str | os.PathLike) -> InitReport:
+    """Start ``nets`` from an earlier run (see module docstring). A source without ``G`` starts G
+    from its ``G_ema``; a source without ``D`` (or ``D_patch``) leaves that network random."""
+    path = resolve_checkpoint(path).path
     source = load_networks(path)
     if "G_ema" not in source:
         raise ValueError(f"run.init_from {path}: holds no G_ema (it has {sorted(source)})")
@@ -108,12 +128,16 @@ def init_from_checkpoint(nets: Networks, path: str | os.PathLike) -> dict[str, l
             f"run.init_from {path}: its tri-planes use the {theirs!r} projection, this run's generator "
             f"{ours!r} (generator.rendering.convention)"
         )
-    fresh: dict[str, list[str]] = {}
     pairs = [("G_ema", nets.G_ema, "G_ema"), ("G", nets.G, "G" if "G" in source else "G_ema")]
     if "D" in source:
         pairs.append(("D", nets.D, "D"))
     if nets.D_patch is not None and "D_patch" in source:
         pairs.append(("D_patch", nets.D_patch, "D_patch"))
-    for name, target, source_name in pairs:
-        fresh[name] = copy_matching(target, source[source_name], f"{path}:{source_name}")
-    return fresh
+    fresh = {
+        name: copy_matching(target, source[source_name], f"{path}:{source_name}")
+        for name, target, source_name in pairs
+    }
+    absent = [name for name, module in (("D", nets.D), ("D_patch", nets.D_patch)) if module is not None]
+    return InitReport(
+        Path(path).absolute(), sorted(source), fresh, [name for name in absent if name not in source]
+    )

@@ -35,27 +35,37 @@ def _network_phases(
     main: str,
     reg: str,
     reg_active: bool,
-    reg_interval: int | None,
+    lazy_interval: int | None,
 ) -> list[Phase]:
-    """Main phase (every step) and regulariser phase (every ``reg_interval``, lr and betas scaled)."""
+    """Main phase (every step) and, if ``reg_active``, the regulariser phase (every
+    ``lazy_interval``). Adam's lr and betas are scaled for ``lazy_interval`` (None: unscaled)."""
     optim = config.optim
-    lazy = reg_interval if reg_active else None
-    scaled_lr, betas = lazy_regularization(lr, optim.betas, lazy)
+    scaled_lr, betas = lazy_regularization(lr, optim.betas, lazy_interval)
     optimizer = torch.optim.Adam(module.parameters(), lr=scaled_lr, betas=betas, eps=optim.eps)
     phases = [Phase(main, network, module, optimizer, 1)]
     if reg_active:
-        phases.append(Phase(reg, network, module, optimizer, reg_interval or 1))
+        phases.append(Phase(reg, network, module, optimizer, lazy_interval or 1))
     return phases
 
 
 def build_phases(config: TrainConfig, G: nn.Module, D: nn.Module, D_patch: nn.Module | None) -> list[Phase]:
     """EG3D's phase list: Gmain, Greg, Dmain, Dreg, then Mimic3D's Dpatch_main, Dpatch_reg.
 
-    A regulariser with weight 0 has no phase and no lazy scaling.
+    A regulariser with weight 0 has no phase. Lazy scaling follows the official training scripts:
+    G's only while the density regulariser is on (train.py sets G_reg_interval only then); D's and
+    D^3D's always (their reg intervals are always set, so an R1 weight of 0 still scales their Adam).
     """
     loss, optim = config.loss, config.optim
+    density_on = loss.density_reg > 0
     phases = _network_phases(
-        "G", G, optim.g_lr, config, "Gmain", "Greg", loss.density_reg > 0, loss.density_reg_interval
+        "G",
+        G,
+        optim.g_lr,
+        config,
+        "Gmain",
+        "Greg",
+        density_on,
+        loss.density_reg_interval if density_on else None,
     )
     phases += _network_phases(
         "D", D, optim.d_lr, config, "Dmain", "Dreg", loss.r1_gamma > 0, loss.r1_interval

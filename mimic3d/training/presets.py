@@ -4,13 +4,17 @@ A preset file holds a partial ``TrainConfig`` as nested mappings; fields it leav
 dataclass defaults (EG3D FFHQ 512). ``base: NAME`` starts from another preset and deep-merges
 this file over it, so variants state only what differs. Overrides are dotted paths with YAML
 values (``loss.r1_gamma=5``, ``schedule.gpc_prob=null``, ``generator.sr_channels=[128,64]``);
-an unknown path is an error naming the path and the valid keys at that level.
+an unknown path is an error naming the path and the valid keys at that level, and a value of the
+wrong type an error naming the override. Every YAML this module reads (preset files, override
+values) takes any number Python's ``float()`` reads as a number (``1e-3``, ``1.0e30``, ``inf``),
+which plain YAML 1.1 would keep as a string.
 """
 
 from __future__ import annotations
 
 import copy
 import dataclasses
+import re
 import typing
 from collections.abc import Iterable, Mapping
 from importlib import resources
@@ -19,6 +23,7 @@ from typing import Any
 
 import yaml
 
+from mimic3d.checkpoints.portable import check_field_value
 from mimic3d.training.config import TrainConfig
 
 PRESET_FOLDER = "presets"  # package data of mimic3d.training
@@ -69,6 +74,22 @@ SMOKE_PATCH_OVERRIDES: tuple[str, ...] = (
 )
 
 
+class ConfigLoader(yaml.SafeLoader):
+    """YAML 1.1's safe loader, plus floats written as Python writes them (see the module docstring)."""
+
+
+ConfigLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^[-+]?(?:(?:[0-9][0-9_]*)?\.?[0-9_]*[eE][-+]?[0-9]+|inf|infinity|nan)$", re.IGNORECASE),
+    list("-+0123456789.iInN"),
+)
+
+
+def load_yaml(text: str) -> Any:
+    """Parse YAML text with ``ConfigLoader``."""
+    return yaml.load(text, Loader=ConfigLoader)  # noqa: S506 (a SafeLoader subclass)
+
+
 def _preset_dir() -> Path:
     return Path(str(resources.files("mimic3d.training") / PRESET_FOLDER))
 
@@ -91,7 +112,7 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
     if not path.is_file():
         raise FileNotFoundError(f"config file not found: {path}")
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        data = load_yaml(path.read_text(encoding="utf-8"))
     except yaml.YAMLError as err:
         raise ValueError(f"{path}: not valid YAML ({err})") from err
     if data is None:
@@ -127,13 +148,13 @@ def preset_dict(name_or_path: str, _depth: int = 0) -> dict[str, Any]:
 
 
 def parse_override(text: str) -> tuple[str, Any]:
-    """``"loss.r1_gamma=5"`` -> ("loss.r1_gamma", 5.0-ish YAML value)."""
+    """``"loss.r1_gamma=5"`` -> ("loss.r1_gamma", 5): the value is read as YAML (``load_yaml``)."""
     key, sep, raw = text.partition("=")
     key = key.strip()
     if not sep or not key:
         raise ValueError(f"override {text!r}: expected KEY=VALUE with a dotted key, e.g. loss.r1_gamma=5")
     try:
-        value = yaml.safe_load(raw) if raw.strip() else ""
+        value = load_yaml(raw) if raw.strip() else ""
     except yaml.YAMLError as err:
         raise ValueError(f"override {text!r}: value is not valid YAML ({err})") from err
     return key, value
@@ -154,8 +175,9 @@ def _dataclass_in(hint: Any) -> type | None:
     return None
 
 
-def check_key(key: str, root: type = TrainConfig) -> None:
-    """ValueError unless ``key`` is a dotted path to a field of ``root``, naming the valid keys."""
+def check_key(key: str, root: type = TrainConfig) -> Any:
+    """The type of the field a dotted ``key`` names in ``root``; ValueError naming the valid keys
+    when there is no such field."""
     cls: type | None = root
     parts = key.split(".")
     for depth, part in enumerate(parts):
@@ -172,11 +194,31 @@ def check_key(key: str, root: type = TrainConfig) -> None:
                 raise ValueError(
                     f"unknown config key {key!r}: {'.'.join(parts[: depth + 1])} is not a section"
                 )
+    return fields[parts[-1]]
 
 
-def apply_override(data: dict[str, Any], key: str, value: Any) -> None:
-    """Set ``data[a][b][c] = value`` for ``key = "a.b.c"`` (creating sections as needed)."""
-    check_key(key)
+def config_value(data: Mapping[str, Any], key: str, root: type = TrainConfig) -> Any:
+    """The value of dotted ``key`` in raw config ``data``, or the field's default where ``data``
+    leaves it out."""
+    check_key(key, root)
+    node: Any = data
+    cls: Any = root
+    for part in key.split("."):
+        field = next(f for f in dataclasses.fields(cls) if f.name == part)
+        if isinstance(node, Mapping) and part in node:
+            node = node[part]
+        else:
+            node = field.default if field.default_factory is dataclasses.MISSING else field.default_factory()
+        if dataclasses.is_dataclass(node) and not isinstance(node, type):
+            node = dataclasses.asdict(node)
+        cls = _dataclass_in(_field_types(cls)[part])
+    return node
+
+
+def apply_override(data: dict[str, Any], key: str, value: Any, source: str | None = None) -> None:
+    """Set ``data[a][b][c] = value`` for ``key = "a.b.c"`` (creating sections as needed); ValueError
+    naming the override (``source``, default ``key``) when the value does not fit the field's type."""
+    check_field_value(check_key(key), value, f"override {source or key}")
     parts = key.split(".")
     node = data
     for part in parts[:-1]:
@@ -190,7 +232,7 @@ def apply_overrides(data: dict[str, Any], overrides: Iterable[str]) -> dict[str,
     """A copy of ``data`` with every ``KEY=VALUE`` string applied in order."""
     data = copy.deepcopy(data)
     for text in overrides:
-        apply_override(data, *parse_override(text))
+        apply_override(data, *parse_override(text), source=text)
     return data
 
 
@@ -198,6 +240,13 @@ def apply_ablation(data: dict[str, Any], setting: str) -> dict[str, Any]:
     """A copy of a stage-2 config switched to Mimic3D ablation setting A-E (paper Table 2)."""
     if setting not in ABLATIONS:
         raise ValueError(f"ablation: expected one of {sorted(ABLATIONS)}, got {setting!r}")
+    trains_3d = config_value(data, "loss.imitation_weight") > 0 or config_value(data, "loss.patch_gan") > 0
+    if not (config_value(data, "generator.sr3d") and trains_3d):
+        raise ValueError(
+            f"ablation: setting {setting} switches the 3D branch's losses of a Mimic3D stage-2 config "
+            "(generator.sr3d with loss.imitation_weight or loss.patch_gan > 0); this config has no 3D "
+            "branch training (a stage-1 or EG3D preset)"
+        )
     data = copy.deepcopy(data)
     for key, value in ABLATIONS[setting].items():
         apply_override(data, key, value)
@@ -212,7 +261,24 @@ def load_config(
     if ablation is not None:
         data = apply_ablation(data, ablation)
     data = apply_overrides(data, overrides)
-    return TrainConfig.from_dict(data, where=f"preset {preset}"), data
+    return build_config(data, overrides, f"preset {preset}"), data
+
+
+def build_config(data: dict[str, Any], overrides: Iterable[str], where: str) -> TrainConfig:
+    """``TrainConfig.from_dict(data)`` of ``data`` with ``overrides`` already applied; an
+    inconsistency that one of them caused is blamed on that override, not on the preset
+    (``override loss.r1_gamma=-1: ...``)."""
+    try:
+        return TrainConfig.from_dict(data, where=where)
+    except ValueError as err:
+        message = str(err)
+        named = [m.group(1) for m in re.finditer(r"([a-z_]+(?:\.[a-z_0-9]+)+): ", message)]
+        for text in reversed(list(overrides)):
+            key = text.partition("=")[0].strip()
+            if key in named:
+                reason = message[message.index(f"{key}: ") + len(key) + 2 :]
+                raise ValueError(f"override {text}: {reason}") from None
+        raise
 
 
 def config_to_yaml(config: TrainConfig) -> str:

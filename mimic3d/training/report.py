@@ -11,7 +11,6 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from mimic3d.data import ImageDataset
@@ -21,7 +20,7 @@ from mimic3d.models.generator import TriplaneGenerator
 from mimic3d.tools.generate import generate_sample_grids, save_sample_grids
 from mimic3d.tools.imaging import enlarge, save_png, tile_grid
 from mimic3d.tools.latents import seed_ws
-from mimic3d.tools.mesh import EG3D_BORDER_FRACTION, EG3D_LEVEL, border_voxels, seed_mesh, seed_volume
+from mimic3d.tools.mesh import EG3D_BORDER_FRACTION, seed_mesh, seed_volume
 from mimic3d.tools.video import render_video
 from mimic3d.tools.viewpoints import camera_preset_for
 from mimic3d.training.evaluation import branch_generator
@@ -81,29 +80,17 @@ def write_video(G: TriplaneGenerator, report: Report, frames: int) -> None:
     report.files["video"] = path
 
 
-def mesh_level(volume: np.ndarray, border: int) -> float | None:
-    """EG3D's level (raw sigma 10) when it cuts the volume inside the border that marching cubes
-    keeps; otherwise, for a barely trained model, halfway between the median and the maximum density
-    there, so that the densest region still shows. None when that density is flat (no surface)."""
-    inner = volume[border:-border, border:-border, border:-border]
-    low, high = float(inner.min()), float(inner.max())
-    if low < EG3D_LEVEL < high:
-        return EG3D_LEVEL
-    level = (float(np.median(inner)) + high) / 2
-    return level if low < level < high else None
-
-
 def write_mesh(G: TriplaneGenerator, report: Report, resolution: int = 64, seed: int = 0) -> None:
     """``mesh_seed0.ply``: marching cubes of seed 0's density with vertex colours."""
     preset = camera_preset_for(G)
     ws = seed_ws(G, [seed], preset)
     volume, planes = seed_volume(G, ws, resolution=resolution)
-    level = mesh_level(volume, border_voxels(resolution, EG3D_BORDER_FRACTION))
-    if level is None:
+    try:
+        mesh, summary = seed_mesh(G, planes, volume, border_fraction=EG3D_BORDER_FRACTION)
+    except ValueError:
         report.notes.append(f"no mesh: seed {seed}'s density is flat inside the box")
         return
-    mesh, summary = seed_mesh(G, planes, volume, level=level, border_fraction=EG3D_BORDER_FRACTION)
-    report.metrics["mesh_level"] = level
+    report.metrics["mesh_level"] = summary.level
     path = report.folder / f"mesh_seed{seed}.ply"
     mesh.export(path)
     report.files["mesh"] = path

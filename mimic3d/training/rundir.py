@@ -23,6 +23,13 @@ def _numbered_runs(outdir: Path) -> list[tuple[int, str, Path]]:
     return sorted(runs)
 
 
+def run_name(run_dir: str | os.PathLike) -> str:
+    """NAME of a run folder ``NNNNN-NAME`` (the preset or --name it was started with)."""
+    folder = Path(run_dir).absolute().name
+    match = _RUN_PATTERN.match(folder)
+    return match.group(2) if match else folder
+
+
 def new_run_dir(outdir: str | os.PathLike, name: str) -> Path:
     """Create ``<outdir>/<next number>-<name>`` and return it."""
     if not re.fullmatch(r"[A-Za-z0-9._-]+", name):

@@ -31,9 +31,8 @@ from torch import nn
 
 from mimic3d.checkpoints.atomic import fsync_dir, write_text_atomic
 from mimic3d.checkpoints.portable import CHECKPOINT_FILE, load_checkpoint, save_checkpoint
+from mimic3d.checkpoints.resolve import LATEST_FILE, SNAPSHOT_DIR
 
-SNAPSHOT_DIR = "snapshots"
-LATEST_FILE = "latest"
 STATE_TENSORS = "training_state.safetensors"
 STATE_JSON = "training_state.json"
 INCOMPLETE_PREFIX = ".incomplete-"

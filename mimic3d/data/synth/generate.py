@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import contextlib
 import multiprocessing
-import os
 import time
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import PIL.Image
@@ -24,9 +24,11 @@ from mimic3d.data.synth.heads import Heads
 from mimic3d.data.synth.kind import ObjectKind, SampledObject
 from mimic3d.data.synth.tracer import RenderedBatch, render_objects
 from mimic3d.data.writer import DatasetWriter
+from mimic3d.runtime import available_cpus
 
 KINDS: dict[str, ObjectKind] = {"heads": Heads(), "cars": Cars()}
 PREVIEW_COUNT = 16
+MAX_RESOLUTION = 1024  # a batch of 32 renders holds ~100 float32 values per pixel: 3 GB at 1024^2
 
 
 def get_kind(name: str) -> ObjectKind:
@@ -119,7 +121,7 @@ def synth_dataset(
     """Render ``num`` objects of ``kind`` at ``resolution`` into an EG3D-format dataset at ``dest``.
 
     Every sample stores its image, camera label and ground-truth depth (``_depth.npy``). Batches
-    are rendered by ``workers`` single-threaded processes (default: one per CPU core, at most 8;
+    are rendered by ``workers`` single-threaded processes (default: one per available CPU core, at most 8;
     1 renders in this process, on one thread) and written in order, so the output does not depend
     on ``workers`` or ``batch_size``.
     ``preview`` names a PNG contact sheet of the first 16 samples to write as well.
@@ -127,11 +129,11 @@ def synth_dataset(
     get_kind(kind)
     if num <= 0:
         raise ValueError(f"num: expected a positive number of images, got {num}")
-    if resolution < 4 or resolution & (resolution - 1):
-        raise ValueError(f"resolution: expected a power of two >= 4, got {resolution}")
+    if resolution < 4 or resolution > MAX_RESOLUTION or resolution & (resolution - 1):
+        raise ValueError(f"resolution: expected a power of two in [4, {MAX_RESOLUTION}], got {resolution}")
     if batch_size <= 0:
         raise ValueError(f"batch_size: expected a positive integer, got {batch_size}")
-    workers = min(os.cpu_count() or 1, 8) if workers is None else workers
+    workers = min(available_cpus(), 8) if workers is None else workers
     if workers <= 0:
         raise ValueError(f"workers: expected a positive integer, got {workers}")
     # Small datasets are split so that every worker gets a share.
@@ -168,5 +170,6 @@ def synth_dataset(
             bar.update(len(images))
     seconds = time.perf_counter() - start
     if preview is not None:
+        Path(preview).parent.mkdir(parents=True, exist_ok=True)
         contact_sheet(first_images).save(preview, optimize=True)
     return SynthStats(count=num, seconds=seconds)
