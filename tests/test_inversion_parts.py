@@ -30,8 +30,10 @@ from mimic3d.inversion import (
     OrbitCameras,
     ProjectorSchedule,
     ReconstructionLoss,
+    Targets,
     candidate_poses,
     fit_latent,
+    invert_targets,
     latent_statistics,
     model_camera,
     noise_regularization,
@@ -44,6 +46,7 @@ from mimic3d.inversion.api import resolve_config
 from mimic3d.inversion.cameras import conditioning_camera
 from mimic3d.inversion.objectives import normalize_noise_
 from mimic3d.losses import LPIPS
+from mimic3d.models import TriplaneGenerator, generator_preset
 from mimic3d.tools.viewpoints import orbit_labels
 
 EPS = torch.finfo(torch.float32).eps
@@ -293,3 +296,18 @@ def test_config_validation_names_the_field():
     with pytest.raises(ValueError, match=r"unknown setting\(s\) \['step'\]"):
         resolve_config(None, {"step": 3})
     assert resolve_config(None, {"steps": 3}).steps == 3
+
+
+def test_epigraf_generators_invert_through_the_same_api():
+    # EpiGRAF (its decoder, integration and sphere background) renders ws through G.synthesis like
+    # EG3D: the inversion needs nothing else. Its cameras: the preset its rendering settings imply.
+    torch.manual_seed(0)
+    G = TriplaneGenerator(generator_preset("tiny-epigraf-bg")).eval().requires_grad_(False)
+    preset, _ = model_camera(G, {})
+    assert preset.name == "epigraf-megascans"
+    labels = sample_labels(preset, 1, torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        targets = Targets(render_views(G, true_latent(G), labels).clamp(-1, 1), labels)
+    config = InversionConfig(pivot="w+", steps=20, pti_steps=10, pti_lr=1e-3, w_avg_samples=200)
+    result = invert_targets(G, targets, preset, config, LPIPS.untrained(0), progress=False)
+    assert result.psnr["final"][0] > result.psnr["w_avg"][0] + 5.0, result.psnr
