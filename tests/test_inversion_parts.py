@@ -299,15 +299,18 @@ def test_config_validation_names_the_field():
 
 
 def test_epigraf_generators_invert_through_the_same_api():
-    # EpiGRAF (its decoder, integration and sphere background) renders ws through G.synthesis like
-    # EG3D: the inversion needs nothing else. Its cameras: the preset its rendering settings imply.
+    # EpiGRAF (its decoder, integration, sphere background and class labels) renders ws through
+    # G.synthesis like EG3D; w_avg and PTI's ball draw classes uniformly. Its cameras: the preset its
+    # rendering settings imply.
     torch.manual_seed(0)
-    G = TriplaneGenerator(generator_preset("tiny-epigraf-bg")).eval().requires_grad_(False)
+    G = TriplaneGenerator(generator_preset("tiny-epigraf-bg", class_dim=3)).eval().requires_grad_(False)
     preset, _ = model_camera(G, {})
     assert preset.name == "epigraf-megascans"
     labels = sample_labels(preset, 1, torch.Generator().manual_seed(0))
+    z = torch.randn(1, G.z_dim, generator=torch.Generator().manual_seed(1))
     with torch.no_grad():
-        targets = Targets(render_views(G, true_latent(G), labels).clamp(-1, 1), labels)
+        ws = G.mapping(z, conditioning_camera(preset, G.c_dim), labels=torch.eye(3)[1:2])
+        targets = Targets(render_views(G, ws, labels).clamp(-1, 1), labels)
     config = InversionConfig(pivot="w+", steps=20, pti_steps=10, pti_lr=1e-3, w_avg_samples=200)
     result = invert_targets(G, targets, preset, config, LPIPS.untrained(0), progress=False)
     assert result.psnr["final"][0] > result.psnr["w_avg"][0] + 5.0, result.psnr

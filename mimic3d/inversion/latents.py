@@ -54,19 +54,33 @@ class LatentStatistics:
         return self.w_avg.repeat(1, self.num_ws, 1)
 
 
+def map_latents(
+    G: nn.Module, z: Tensor, c: Tensor, generator: torch.Generator | None = None, **options: float
+) -> Tensor:
+    """``G.mapping(z, c, **options)``; class-conditional models (``config.class_dim`` > 0, EpiGRAF's
+    Megascans) get one-hot labels of classes drawn uniformly with ``generator``."""
+    class_dim = getattr(getattr(G, "config", None), "class_dim", 0)
+    if not class_dim:
+        return G.mapping(z, c, **options)
+    index = torch.randint(class_dim, (z.shape[0],), generator=generator)
+    return G.mapping(z, c, **options, labels=torch.eye(class_dim, device=z.device)[index.to(z.device)])
+
+
 @torch.no_grad()
 def latent_statistics(
     G: nn.Module, conditioning: Tensor, samples: int = 10000, batch: int = 2000
 ) -> LatentStatistics:
-    """w_avg and w_std of ``samples`` latents mapped with the conditioning camera [1, c_dim]."""
+    """w_avg and w_std of ``samples`` latents mapped with the conditioning camera [1, 25] (over
+    uniformly drawn classes for class-conditional models)."""
     if samples < 2:
         raise ValueError(f"w_avg_samples: expected at least 2 samples, got {samples}")
     z_all = torch.from_numpy(np.random.RandomState(W_AVG_SEED).randn(samples, G.z_dim)).float()
     device = conditioning.device
+    classes = torch.Generator().manual_seed(W_AVG_SEED)
     ws_first, num_ws = [], 0
     for start in range(0, samples, batch):
         z = z_all[start : start + batch].to(device)
-        ws = G.mapping(z, conditioning.expand(z.shape[0], -1))
+        ws = map_latents(G, z, conditioning.expand(z.shape[0], -1), classes)
         num_ws = ws.shape[1]
         ws_first.append(ws[:, :1].float())
     w = torch.cat(ws_first)

@@ -25,7 +25,7 @@ from torch import Tensor, nn
 from tqdm import tqdm
 
 from mimic3d.camera import CameraPreset, sample_labels
-from mimic3d.inversion.latents import LatentStatistics
+from mimic3d.inversion.latents import LatentStatistics, map_latents
 from mimic3d.inversion.objectives import ReconstructionLoss, lpips_input
 from mimic3d.inversion.views import render_views
 from mimic3d.losses.lpips import LPIPS
@@ -62,7 +62,7 @@ class LocalityRegularizer:
         z = torch.randn([self.samples, self.reference.z_dim], generator=generator).to(device)
         c = self.conditioning.expand(self.samples, -1)
         with torch.no_grad():
-            w_z = self.reference.mapping(z, c, truncation_psi=PTI_TRUNCATION)
+            w_z = map_latents(self.reference, z, c, generator, truncation_psi=PTI_TRUNCATION)
         direction = w_z - pivot
         norm = direction.flatten(1).norm(dim=1).clamp(min=1e-8).view(-1, 1, 1)
         return pivot + self.distance * direction / norm
