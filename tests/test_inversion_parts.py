@@ -311,6 +311,6 @@ def test_epigraf_generators_invert_through_the_same_api():
     with torch.no_grad():
         ws = G.mapping(z, conditioning_camera(preset, G.c_dim), labels=torch.eye(3)[1:2])
         targets = Targets(render_views(G, ws, labels).clamp(-1, 1), labels)
-    config = InversionConfig(pivot="w+", steps=20, pti_steps=10, pti_lr=1e-3, w_avg_samples=200)
+    config = InversionConfig(pivot="w+", steps=10, pti_steps=5, pti_lr=2e-3, w_avg_samples=200)
     result = invert_targets(G, targets, preset, config, LPIPS.untrained(0), progress=False)
-    assert result.psnr["final"][0] > result.psnr["w_avg"][0] + 5.0, result.psnr
+    assert result.psnr["final"][0] > result.psnr["w_avg"][0] + 3.0, result.psnr
