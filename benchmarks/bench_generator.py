@@ -148,7 +148,7 @@ def _case_rows(G: TriplaneGenerator, case: ForwardCase, settings: BenchSettings,
             "name": "  peak memory above the loaded model",
             "value": memory.above_baseline_mib,
             "unit": "MiB",
-            "notes": f"{memory.method}; {memory.baseline_mib:,.0f} MiB before",
+            "notes": f"{memory.notes()}; {memory.baseline_mib:,.0f} MiB before",
         },
     ]
     if case.compare_official:

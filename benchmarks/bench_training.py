@@ -170,11 +170,17 @@ def _case_rows(case: TrainingCase, config: TrainConfig, settings: BenchSettings,
             "notes": "LPIPS untrained, no metrics, random init",
         },
         {
+            "name": "  training images/s",
+            "value": timing.batch / timing.seconds_per_step,
+            "unit": "images/s",
+            "notes": f"global batch {timing.batch} on one {device.type} device",
+        },
+        {
             "name": "  peak memory (Trainer built + steps)",
             "value": memory.above_baseline_mib,
             "unit": "MiB",
             "notes": (
-                f"{memory.method}; networks, optimiser state, activations; {memory.peak_mib:,.0f} MiB total"
+                f"{memory.notes()}; networks, optimiser state, activations; {memory.peak_mib:,.0f} MiB total"
             ),
         },
     ]

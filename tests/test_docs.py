@@ -169,6 +169,19 @@ NOT_RUNNABLE = [
         document="training.md",
     ),
     Rule(r"load_inception\(", None, "needs the Inception file (a download)", "python"),
+    Rule(
+        r"^mimic3d view ",
+        None,
+        "serves until Ctrl-C; tests/test_viewer_app.py starts the command, loads the page and stops it, "
+        "and tests/test_viewer_browser.py drives the viewer from a headless browser",
+    ),
+    Rule(r"^ssh ", None, "a tunnel from another machine"),
+    Rule(
+        r"^bash benchmarks/gpu_check\.sh",
+        None,
+        "downloads wheels (--prepare) or needs a GPU machine; "
+        "MIMIC3D_CUDA_SUITE_DEVICE=cpu dry-runs tests/cuda",
+    ),
 ]
 
 # Names the docs use for inputs -> what stands in for them (made in a block's folder when the block

@@ -20,6 +20,7 @@ TINY = [
     "run.video_frames=0",
     "run.keep_snapshots=null",
     "data.mirror=false",
+    "data.workers=0",  # loader processes cost more than they save on these tiny images
 ]
 FAMILY_OVERRIDES = {
     "eg3d": [

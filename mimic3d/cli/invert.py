@@ -40,7 +40,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "regulariser). Without --cameras each view's camera is found by a coarse search over the "
         "model's training-set camera statistics and optimised jointly. Writes into OUTDIR the latent "
         "(latent.npz), the generator that renders it (a .safetensors checkpoint every tool reads), "
-        "before_after.png, a video, mesh.ply and inversion.json. Images must be aligned as the training set was (docs/inversion.md).",
+        "before_after.png, a video, mesh.ply and inversion.json. Images must be aligned as the "
+        "training set was (docs/inversion.md).",
     )
     parser.add_argument(
         "images", nargs="+", type=path, metavar="IMAGES", help="image files or folders of images"

@@ -56,6 +56,12 @@ def add_model_arguments(parser: argparse.ArgumentParser, seeds: str = "0-3", tru
         help="auto, cpu, cuda or mps (default: auto = the fastest available)",
     )
     parser.add_argument("--outdir", type=path, default="out", help="output folder (default: out)")
+    parser.add_argument(
+        "--tf32",
+        action="store_true",
+        help="allow TF32 matmuls/convolutions on GPUs: faster, but ~1e-3 off the official numerics "
+        "(default: off, as EG3D)",
+    )
     parser.set_defaults(parameter_flags=PARAMETER_FLAGS)
 
 

@@ -63,6 +63,7 @@ from mimic3d.render import (
 from mimic3d.render.field import Field
 from mimic3d.render.renderer import RenderResult
 from mimic3d.render.triplane import to_plane_frame
+from mimic3d.runtime import full_precision, on_host
 
 BRANCHES = ("2d", "3d")
 
@@ -181,7 +182,8 @@ class TriplaneGenerator(nn.Module):
         Generator pose conditioning: c is multiplied by ``c_scale``, or zeroed when the model was
         trained without it (``c_gen_conditioning_zero``); models with ``pose_conditioning=False``
         (EpiGRAF) ignore it. Class-conditional models (``class_dim`` > 0) need one-hot ``labels``
-        [N, class_dim], which follow the camera in the conditioning input.
+        [N, class_dim], which follow the camera in the conditioning input. Always in full precision:
+        the mapping is cheap and every later layer reads its output, so it runs with autocast off.
         """
         z = self._input(z, "z", [self.z_dim], "latents")
         c = self._camera(c, z.shape[0])
@@ -189,22 +191,23 @@ class TriplaneGenerator(nn.Module):
         if self.config.pose_conditioning:
             if self.config.c_gen_conditioning_zero:
                 c = torch.zeros_like(c)
-            parts.append(c * self.config.c_scale)
+            parts.append(full_precision(c) * self.config.c_scale)
         if self.config.class_dim:
             labels = self._input(labels, "labels", [self.config.class_dim], "one-hot class labels")
             if labels.shape[0] != c.shape[0]:
                 n, m = labels.shape[0], c.shape[0]
                 raise ValueError(f"labels: batch size {n} differs from the latents' {m}")
-            parts.append(labels)
+            parts.append(full_precision(labels))
         elif labels is not None:
             raise ValueError("labels: this model is not class-conditional (class_dim is 0)")
-        return self.backbone.mapping(
-            z,
-            torch.cat(parts, 1) if parts else None,
-            truncation_psi=truncation_psi,
-            truncation_cutoff=truncation_cutoff,
-            update_emas=update_emas,
-        )
+        with torch.autocast(z.device.type, enabled=False):
+            return self.backbone.mapping(
+                full_precision(z),
+                torch.cat(parts, 1) if parts else None,
+                truncation_psi=truncation_psi,
+                truncation_cutoff=truncation_cutoff,
+                update_emas=update_emas,
+            )
 
     def planes(
         self,
@@ -279,6 +282,8 @@ class TriplaneGenerator(nn.Module):
         image = rgb
         if self.superresolution is not None:
             image = self.superresolution(rgb, features, ws, fused_modconv=self._fused(fused_modconv))
+        # float32 outputs also under autocast (the super-resolution then runs in the reduced type).
+        image = full_precision(image)
         return {"image": image, "image_raw": rgb, "image_depth": depth, "feature_image": features}
 
     def forward(
@@ -509,10 +514,13 @@ class TriplaneGenerator(nn.Module):
 
     def _camera(self, c: Any, batch_size: int) -> Tensor:
         """Camera labels c [N, c_dim] checked (shape, batch, finite values) and cast like ``_input``."""
+        given = c
         c = self._input(c, "c", [self.c_dim], "camera labels")
         if c.shape[0] != batch_size:
             raise ValueError(f"c: batch size {c.shape[0]} differs from the latents' {batch_size}")
-        if not bool(torch.isfinite(c).all()):
+        # Values are checked where that costs no GPU synchronisation (``on_host``): labels given on
+        # the CPU; labels already on a GPU come from our own samplers.
+        if on_host(given) and not bool(torch.isfinite(given).all()):
             raise ValueError(
                 "c: camera labels hold NaN or infinite values (mimic3d.camera.validate_label names them)"
             )

@@ -12,6 +12,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from mimic3d.nn.layers import FullyConnectedLayer, bias_act
+from mimic3d.runtime import kernel_paths
 
 # MipNeRF's widened sigmoid, so that colours 0 and 1 are reachable with finite logits.
 _COLOUR_SCALE = 1 + 2 * 0.001
@@ -26,10 +27,12 @@ class ClampedSoftplus(nn.Module):
     """``softplus(max(x, SOFTPLUS_FLOOR))``: torch's softplus kept where its CPU kernel is fast; any shape.
 
     Without autograd the clamp is done in place: in the decoder its input is the fresh output of the
-    first layer.
+    first layer. Off the CPU (``kernel_paths``) plain ``F.softplus`` runs, as in the official code.
     """
 
     def forward(self, x: Tensor) -> Tensor:
+        if not kernel_paths(x.device).clamped_softplus:
+            return F.softplus(x)
         if torch.is_grad_enabled() and x.requires_grad:
             return F.softplus(x.clamp(min=SOFTPLUS_FLOOR))
         return F.softplus(x.clamp_(min=SOFTPLUS_FLOOR))

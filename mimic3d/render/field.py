@@ -14,6 +14,7 @@ import torch
 from torch import Tensor, nn
 
 from mimic3d.render.triplane import TriplaneSampler
+from mimic3d.runtime import full_precision
 
 Field = Callable[[Tensor], tuple[Tensor, Tensor]]
 
@@ -49,20 +50,24 @@ class TriplaneField:
         self.decoder = decoder
 
     def __call__(self, points: Tensor) -> tuple[Tensor, Tensor]:
+        """Colour and raw sigma at points [N, P, 3], in float32 also under autocast (the decoder then
+        runs in the reduced type; the marcher's weights need float32)."""
         features = self.sampler.mean_features(points)
         if self.colour_channels is None:
-            return self.decoder(features)
-        if self._decoder_selects:
-            return self.decoder(features, colour_channels=self.colour_channels)
-        colour, sigma = self.decoder(features)
-        return colour[..., : self.colour_channels], sigma
+            colour, sigma = self.decoder(features)
+        elif self._decoder_selects:
+            colour, sigma = self.decoder(features, colour_channels=self.colour_channels)
+        else:
+            colour, sigma = self.decoder(features)
+            colour = colour[..., : self.colour_channels]
+        return full_precision(colour), full_precision(sigma)
 
     def density(self, points: Tensor) -> Tensor:
-        """Raw sigma only: points [N, P, 3] -> [N, P, 1]."""
+        """Raw sigma only: points [N, P, 3] -> [N, P, 1] float32."""
         features = self.sampler.mean_features(points)
         if hasattr(self.decoder, "density"):
-            return self.decoder.density(features)
-        return self.decoder(features)[1]
+            return full_precision(self.decoder.density(features))
+        return full_precision(self.decoder(features)[1])
 
 
 def _accepts_colour_channels(decoder: Callable) -> bool:

@@ -53,8 +53,12 @@ def sample_weights(interval_weights: Tensor) -> Tensor:
 
 
 def composite(values: Tensor, weights: Tensor) -> Tensor:
-    """sum_s weights[..., s, 0] * values[..., s, :]: [N, M, S, C], [N, M, S, 1] -> [N, M, C]."""
-    return torch.matmul(weights.transpose(-1, -2), values).squeeze(-2)
+    """sum_s weights[..., s, 0] * values[..., s, :]: [N, M, S, C], [N, M, S, 1] -> [N, M, C].
+
+    In the inputs' dtype also under autocast (compositing is part of the float32 volume rendering).
+    """
+    with torch.autocast(values.device.type, enabled=False):
+        return torch.matmul(weights.transpose(-1, -2), values).squeeze(-2)
 
 
 def finish_march(

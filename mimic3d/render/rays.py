@@ -15,6 +15,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from mimic3d.runtime import on_host
+
 
 def _check_cameras(cam2world: Tensor, intrinsics: Tensor) -> None:
     if cam2world.ndim != 3 or cam2world.shape[1:] != (4, 4):
@@ -50,8 +52,13 @@ def rays_from_uv(cam2world: Tensor, intrinsics: Tensor, uv: Tensor) -> tuple[Ten
     """Rays through normalised image points.
 
     cam2world [N, 4, 4], intrinsics [N, 3, 3] (normalised, with skew), uv [N, M, 2] or [M, 2]
-    -> origins [N, M, 3], unit directions [N, M, 3].
+    -> origins [N, M, 3], unit directions [N, M, 3], in cam2world's dtype also under autocast.
     """
+    with torch.autocast(cam2world.device.type, enabled=False):
+        return _rays_from_uv(cam2world, intrinsics, uv)
+
+
+def _rays_from_uv(cam2world: Tensor, intrinsics: Tensor, uv: Tensor) -> tuple[Tensor, Tensor]:
     _check_cameras(cam2world, intrinsics)
     n = cam2world.shape[0]
     if uv.ndim == 2:
@@ -89,15 +96,24 @@ def generate_rays(
     return rays_from_uv(cam2world, intrinsics, image_uv(resolution, cam2world.device, grid))
 
 
-def _as_batch_index(name: str, value: int | Tensor, n: int, device: torch.device) -> Tensor:
-    index = torch.as_tensor(value, device=device)
+def _as_batch_index(
+    name: str, value: int | Tensor, n: int, device: torch.device, size: int, resolution: int
+) -> Tensor:
+    """Per-sample window corners [n] on ``device``, range-checked where that costs no sync (``on_host``)."""
+    index = value if isinstance(value, Tensor) else torch.as_tensor(value)
     if index.is_floating_point() or index.is_complex():
         raise ValueError(f"{name}: expected integer pixel indices, got dtype {index.dtype}")
     if index.ndim == 0:
         index = index.expand(n)
     if index.shape != (n,):
         raise ValueError(f"{name}: expected an int or a tensor of shape [{n}], got shape {list(index.shape)}")
-    return index
+    if on_host(index) and (bool((index < 0).any()) or bool((index + size > resolution).any())):
+        raise ValueError(
+            f"{name}: a {size}-pixel patch must lie inside the {resolution}-pixel image, got {index.tolist()}"
+        )
+    if not isinstance(value, Tensor):
+        return torch.full((n,), int(value), device=device)  # no host-to-device copy
+    return index.to(device, non_blocking=True)
 
 
 def patch_uv(
@@ -111,20 +127,15 @@ def patch_uv(
 ) -> Tensor:
     """Pixel centres of the size x size window at (top, left) of an R x R image: [N, size * size, 2].
 
-    ``top``/``left`` are ints or per-sample integer tensors [N]; the window must lie inside the image.
+    ``top``/``left`` are ints or per-sample integer tensors [N]; the window must lie inside the image
+    (checked for ints and CPU tensors; tensors already on an accelerator are trusted, see ``on_host``).
     ``grid``: the image's pixel grid ("centres" or "corners", see the module docstring).
     """
     _check_positive_int("resolution", resolution)
     _check_positive_int("size", size)
     device = torch.device(device) if device is not None else torch.device("cpu")
-    top_index = _as_batch_index("top", top, batch_size, device)
-    left_index = _as_batch_index("left", left, batch_size, device)
-    for name, index in (("top", top_index), ("left", left_index)):
-        if bool((index < 0).any()) or bool((index + size > resolution).any()):
-            raise ValueError(
-                f"{name}: a {size}-pixel patch must lie inside the {resolution}-pixel image, "
-                f"got {index.tolist()}"
-            )
+    top_index = _as_batch_index("top", top, batch_size, device, size, resolution)
+    left_index = _as_batch_index("left", left, batch_size, device, size, resolution)
     offsets = torch.arange(size, device=device)
     rows = _pixel_centres(top_index[:, None] + offsets, resolution, grid)  # [N, size]
     cols = _pixel_centres(left_index[:, None] + offsets, resolution, grid)
@@ -171,7 +182,8 @@ def scaled_patch_uv(patch_resolution: int, scale: Tensor, offset: Tensor, grid: 
         scale = scale[:, None].expand(-1, 2)
     if scale.shape != (n, 2):
         raise ValueError(f"scale: expected shape [{n}] or [{n}, 2], got {list(scale.shape)}")
-    if bool((scale <= 0).any()) or bool((scale > 1).any()):
+    # Checked on the CPU only (``on_host``).
+    if on_host(scale) and (bool((scale <= 0).any()) or bool((scale > 1).any())):
         raise ValueError(f"scale: expected values in (0, 1], got {scale.tolist()}")
     base = image_uv(patch_resolution, offset.device, grid).to(offset.dtype)  # [r * r, 2]
     return base[None] * scale[:, None, :] + offset[:, None, :]

@@ -119,7 +119,9 @@ class DataConfig:
     path: str | None = None
     mirror: bool = False
     max_size: int | None = None
-    workers: int = 0
+    # Loader processes (EG3D uses 3), each keeping PREFETCH_BATCHES batches ready; 0 loads in the
+    # training process.
+    workers: int = 3
 
 
 @dataclass
@@ -136,6 +138,8 @@ class RunConfig:
     init_from: str | None = None
     init_required: bool = False  # the preset continues an earlier stage: refuse to start without init_from
     device: str = "auto"
+    tf32: bool = False  # TF32 matmuls/convolutions on GPUs: faster, ~1e-3 off the official numerics
+    compile: bool = False  # torch.compile G, D and D^3D (eager if compilation fails)
     grid_size: int = 8  # samples in the snapshot grids (0: none)
     video_frames: int = 24  # frames of the snapshot clip (0: none)
     metrics: list[str] = field(default_factory=list)

@@ -17,6 +17,7 @@ from mimic3d.data import ImageDataset
 from mimic3d.training.randomness import stream_seed
 
 _EPOCH_STREAM = 1  # key separating the shuffling stream from the per-chunk streams
+PREFETCH_BATCHES = 2  # batches each loader process prepares ahead
 
 
 class ShuffledIndices:
@@ -75,7 +76,8 @@ class RealImageStream:
         rank, world: this process's slice is ``[rank * b, (rank + 1) * b)`` with b = batch / world.
         seed: shuffling seed.
         position: images consumed before the first batch (from a snapshot).
-        workers: DataLoader worker processes (0 loads in this process).
+        workers: DataLoader worker processes (0 loads in this process), each ``PREFETCH_BATCHES``
+            ahead; on CUDA batches arrive in pinned memory and are copied without waiting.
     """
 
     def __init__(
@@ -107,6 +109,7 @@ class RealImageStream:
                 num_workers=workers,
                 pin_memory=torch.device(device).type == "cuda",
                 persistent_workers=workers > 0,
+                prefetch_factor=PREFETCH_BATCHES if workers > 0 else None,
             )
         )
 

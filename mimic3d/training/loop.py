@@ -24,6 +24,7 @@ import torch
 from mimic3d.camera import camera_statistics
 from mimic3d.data import DatasetCameraSampler, ImageDataset
 from mimic3d.losses import build_lpips
+from mimic3d.runtime import apply_backend_policy, compile_modules, expected_sync
 from mimic3d.training.augment import AdaptiveProbability, AugmentPipe
 from mimic3d.training.config import TrainConfig
 from mimic3d.training.data import RealImageStream
@@ -38,7 +39,7 @@ from mimic3d.training.distributed import (
 from mimic3d.training.evaluation import evaluate_metrics, load_feature_extractor
 from mimic3d.training.loss import Chunk, TriplaneGANLoss
 from mimic3d.training.monitor import RunMonitor, StatsCollector
-from mimic3d.training.networks import InitReport, build_networks, init_from_checkpoint
+from mimic3d.training.networks import InitReport, build_networks, compiled_parts, init_from_checkpoint
 from mimic3d.training.optimization import build_phases, optimizer_step, update_ema
 from mimic3d.training.presets import config_to_yaml
 from mimic3d.training.randomness import capture_rng_state, restore_rng_state, seed_chunk
@@ -95,6 +96,7 @@ class Trainer:
     ) -> None:
         self.config, self.run_dir = config, Path(run_dir)
         self.process = process or setup_processes(config.run.device)
+        self.backend = apply_backend_policy(tf32=config.run.tf32)
         run, device = config.run, self.process.device
         if config.data.path is None:
             raise ValueError(
@@ -125,6 +127,7 @@ class Trainer:
         # Stored in every checkpoint (metadata 'camera'): where tools may place cameras for this model.
         self.camera_statistics = camera_statistics(self.dataset.labels, Path(str(self.dataset.path)).stem)
         self.nets = build_networks(config, self.dataset.label_std, run.seed, device)
+        self.compile_status = compile_modules(compiled_parts(self.nets), device) if run.compile else None
         self.augment_pipe, self.ada = self._build_augment()
         self.feature_extractor = load_feature_extractor(run.metrics, device)
         self.lpips = None
@@ -238,9 +241,10 @@ class Trainer:
         names = list(objectives)
         device = self.process.device
         values = torch.stack([objectives[n] for n in names]) if names else torch.zeros([0], device=device)
-        stop = torch.tensor([float(self._stop_reason is not None)], device=device)
+        stop = torch.full([1], float(self._stop_reason is not None), device=device)
         packed = torch.cat([stop, (~torch.isfinite(values)).float(), torch.nan_to_num(values, 0.0, 0.0, 0.0)])
-        packed = all_reduce_(packed).cpu().tolist()
+        with expected_sync("step check: stop requests, non-finite losses, objectives"):
+            packed = all_reduce_(packed).cpu().tolist()
         nonfinite, sums = packed[1 : 1 + len(names)], packed[1 + len(names) :]
         bad = [name for name, flag in zip(names, nonfinite) if flag > 0]
         if bad:
@@ -355,6 +359,12 @@ class Trainer:
             f"of {self.batch_gpu} on {self.process.device}"
         )
         monitor.log("phases: " + ", ".join(f"{p.name}/{p.interval}" for p in self.phases))
+        if self.process.device.type == "cuda":
+            monitor.log(
+                f"GPU numerics: TF32 {'on (run.tf32)' if cfg.run.tf32 else 'off (the official setting)'}"
+            )
+        if self.compile_status is not None:
+            monitor.log(self.compile_status)
         if self.lpips is not None and not self.lpips.is_pretrained:
             monitor.log(
                 "!!! LPIPS is UNTRAINED (loss.lpips=untrained): the imitation loss is a random-feature "
@@ -441,6 +451,9 @@ class Trainer:
         if self.process.device.type == "cuda":
             scalars["Resources/peak_gpu_mem_gb"] = (
                 torch.cuda.max_memory_allocated(self.process.device) / 2**30
+            )
+            scalars["Resources/peak_gpu_reserved_gb"] = (
+                torch.cuda.max_memory_reserved(self.process.device) / 2**30
             )
             torch.cuda.reset_peak_memory_stats(self.process.device)
         self.monitor.write_tick(stats, scalars, self.cur_nimg)

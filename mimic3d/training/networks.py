@@ -64,6 +64,20 @@ def build_networks(config: TrainConfig, label_std: torch.Tensor, seed: int, devi
     return nets
 
 
+def compiled_parts(nets: Networks) -> list[nn.Module]:
+    """The modules ``run.compile`` compiles: G's synthesis and 3D blocks, super-resolution and decoder
+    (the renderer's custom gather stays eager), D and D^3D whole. G_ema stays eager (snapshots only)."""
+    G = nets.G
+    synthesis = G.backbone.synthesis
+    blocks = [m for name, m in synthesis.named_children() if name.startswith("b")]
+    parts = [*blocks, G.decoder, nets.D]
+    if G.superresolution is not None:
+        parts.append(G.superresolution)
+    if nets.D_patch is not None:
+        parts.append(nets.D_patch)
+    return parts
+
+
 def _listing(keys: list[str]) -> str:
     shown = ", ".join(keys[:_MAX_LISTED])
     return shown + (f" and {len(keys) - _MAX_LISTED} more" if len(keys) > _MAX_LISTED else "")

@@ -41,11 +41,24 @@ def _network_phases(
     ``lazy_interval``). Adam's lr and betas are scaled for ``lazy_interval`` (None: unscaled)."""
     optim = config.optim
     scaled_lr, betas = lazy_regularization(lr, optim.betas, lazy_interval)
-    optimizer = torch.optim.Adam(module.parameters(), lr=scaled_lr, betas=betas, eps=optim.eps)
+    optimizer = make_adam(module, scaled_lr, betas, optim.eps)
     phases = [Phase(main, network, module, optimizer, 1)]
     if reg_active:
         phases.append(Phase(reg, network, module, optimizer, lazy_interval or 1))
     return phases
+
+
+def make_adam(module: nn.Module, lr: float, betas: tuple[float, float], eps: float) -> torch.optim.Optimizer:
+    """Adam over ``module``'s parameters: the fused kernel on CUDA (one launch per step instead of
+    several per parameter), the default implementation elsewhere or where fusing is not supported."""
+    params = list(module.parameters())
+    on_cuda = bool(params) and all(p.device.type == "cuda" for p in params)
+    if on_cuda:
+        try:
+            return torch.optim.Adam(params, lr=lr, betas=betas, eps=eps, fused=True)
+        except (RuntimeError, TypeError, ValueError):  # older torch, or a dtype the kernel lacks
+            pass
+    return torch.optim.Adam(params, lr=lr, betas=betas, eps=eps)
 
 
 def build_phases(config: TrainConfig, G: nn.Module, D: nn.Module, D_patch: nn.Module | None) -> list[Phase]:
@@ -101,8 +114,17 @@ def optimizer_step(phase: Phase, num_chunks: int) -> None:
 
 @torch.no_grad()
 def update_ema(G_ema: nn.Module, G: nn.Module, beta: float) -> None:
-    """G_ema <- lerp(G, G_ema, beta) for parameters; buffers (w_avg, label std, noise) are copied."""
-    for p_ema, p in zip(G_ema.parameters(), G.parameters()):
-        p_ema.copy_(p.lerp(p_ema, beta))
-    for b_ema, b in zip(G_ema.buffers(), G.buffers()):
-        b_ema.copy_(b)
+    """G_ema <- lerp(G, G_ema, beta) for parameters; buffers (w_avg, label std, noise) are copied.
+
+    One ``torch._foreach`` kernel per group of tensors instead of two per parameter: G_ema's
+    parameters are overwritten with lerp(G, G_ema, beta), the same arithmetic as
+    ``p.lerp(p_ema, beta)``.
+    """
+    ema_params, params = list(G_ema.parameters()), list(G.parameters())
+    if ema_params:
+        # lerp(G, G_ema, beta) = G + beta (G_ema - G): computed into a copy of G, then stored.
+        mixed = torch._foreach_lerp([p.detach() for p in params], ema_params, beta)
+        torch._foreach_copy_(ema_params, mixed)
+    ema_buffers, buffers = list(G_ema.buffers()), list(G.buffers())
+    if ema_buffers:
+        torch._foreach_copy_(ema_buffers, buffers)
