@@ -33,6 +33,7 @@ SUITES = {
     "memory": "largest inference batch within --memory-budget-gb (each probe a fresh process)",
     "distill": "distilled student vs its teacher: images/s, peak memory and max batch, side by side",
     "viewer": "mimic3d view's seconds per frame: demo and ffhq512-size models, 64^2..256^2, both branches",
+    "inversion": "seconds per inversion step (W+ latent, pivotal tuning) and peak memory",
 }
 RESULTS_FILE = Path(__file__).resolve().parent.parent / "BENCHMARKS.md"
 

@@ -117,6 +117,11 @@ SUBSTITUTIONS = [
         "FID needs the Inception file; SWD runs the same compute_metric path with 8 images",
         "python",
     ),
+    Rule(
+        r"^(mimic3d invert .*)$",
+        r"\1 --lpips untrained --steps 2 --pti-steps 1 --frames 2 --mesh-resolution 64",
+        "LPIPS weights are a download: untrained LPIPS, two latent steps, one tuning step, a short video",
+    ),
     Rule(r"num_frames=120", "num_frames=2", "two frames", "python"),
     Rule(
         r"^(mimic3d distill \S+) (distill-[\w-]+)",
@@ -131,6 +136,13 @@ SUBSTITUTIONS = [
     ),
     Rule(r"^(mimic3d distill --resume.*)$", r"\1 --max-steps 2 --no-progress", "one more step"),
     Rule(r"--num-images 64", "--num-images 4", "4 teacher/student pairs"),
+    Rule(
+        r'steps=500, pti_steps=350(.*)outdir="out/me"\)',
+        'steps=2, pti_steps=1\\1outdir="out/me", lpips="untrained", '
+        "outputs=mimic3d.inversion.OutputOptions(frames=2, mesh_resolution=64))",
+        "untrained LPIPS (a download otherwise), few steps, a short video",
+        "python",
+    ),
     Rule(r"resolution=256\)", "resolution=64)", "a 64^3 grid", "python"),
     Rule(r'"yaw-sweep", 128', '"yaw-sweep", 4', "four cameras", "python"),
     Rule(
@@ -229,6 +241,7 @@ STAND_INS = {
     "dino.pt": "features",
     **{name: "photos" for name in ("photos/", "lego/", "cats/", "shots/", "transforms.json", "angles.json")},
     "poses.json": "photos",
+    **{name: "aligned" for name in ("photo.png", "dataset.json", "views/")},
 }
 
 
@@ -322,6 +335,21 @@ def _write_photos(root: Path) -> None:
     (root / "poses.json").write_text(json.dumps({"labels": poses}))
 
 
+def _write_aligned(root: Path) -> None:
+    """Square images with cameras for ``mimic3d invert``: photo.png with dataset.json, and views/ with
+    its transforms.json."""
+    labels = sample_labels(PRESETS["ffhq"], 3, generator=torch.Generator().manual_seed(1))
+    rng = np.random.default_rng(1)
+    (root / "views").mkdir()
+    for name in ("photo.png", "views/view0.png", "views/view1.png"):
+        PIL.Image.fromarray(rng.integers(0, 256, (32, 32, 3), np.uint8)).save(root / name)
+    (root / "dataset.json").write_text(json.dumps({"labels": [["photo.png", labels[0].tolist()]]}))
+    opengl, focal = to_opengl(labels[1:, :16].reshape(-1, 4, 4)), float(labels[0, 16])
+    frames = [{"file_path": f"view{i}.png", "transform_matrix": m.tolist()} for i, m in enumerate(opengl)]
+    blender = {"camera_angle_x": 2 * math.atan(0.5 / focal), "frames": frames}
+    (root / "views" / "transforms.json").write_text(json.dumps(blender))
+
+
 @pytest.fixture(scope="module")
 def shared(tmp_path_factory) -> dict[str, Path]:
     """One tiny dataset, one tiny trained run, a feature network and photo folders."""
@@ -341,6 +369,9 @@ def shared(tmp_path_factory) -> dict[str, Path]:
     photos = root / "photos-src"
     photos.mkdir()
     _write_photos(photos)
+    aligned = root / "aligned"
+    aligned.mkdir()
+    _write_aligned(aligned)
     return {
         "data": data,
         "data_folder": folder,
@@ -348,6 +379,7 @@ def shared(tmp_path_factory) -> dict[str, Path]:
         "single": single,
         "features": features,
         "photos": photos,
+        "aligned": aligned,
     }
 
 
@@ -375,8 +407,8 @@ def populate(folder: Path, block: Block, shared: dict[str, Path]) -> None:
             continue
         path = folder / name.replace("~", "home").rstrip("/")
         path.parent.mkdir(parents=True, exist_ok=True)
-        if kind == "photos":
-            path.symlink_to(shared["photos"] / path.name)
+        if kind in ("photos", "aligned"):
+            path.symlink_to(shared[kind] / path.name)
         elif kind.startswith("run folder"):
             path.mkdir()
             (path / "network-snapshot-001000").symlink_to(latest_checkpoint(shared["run"]))

@@ -81,6 +81,17 @@ def test_per_layer_sums_to_distance(model):
     assert_close(sum(layers), model(x0, x1), terms=5)
 
 
+def test_cached_features_give_the_same_distance(model):
+    x0, x1 = images(4), images(5)
+    features = model.features(x1)
+    assert [f.shape[1] for f in features] == [64, 128, 256, 512, 512]
+    # Same formula, trunk run on each batch alone instead of both concatenated: float32 blocking only.
+    assert torch.allclose(model.distance_to(x0, features), model(x0, x1), rtol=1e-4, atol=1e-7)
+    # A batch of one target broadcasts over the images.
+    single = model.distance_to(x0, model.features(x1[:1]))
+    assert torch.allclose(single, model(x0, x1[:1].expand_as(x0)), rtol=1e-4, atol=1e-7)
+
+
 def test_metric_properties(model):
     x0, x1 = images(4), images(5)
     assert torch.equal(model(x0, x0), torch.zeros(2))  # n0 - n0 is exactly 0

@@ -13,12 +13,14 @@ from mimic3d.camera.label import LABEL_DIM, make_label, mirror_label, split_labe
 from mimic3d.camera.pose import look_at, orbit_cam2world, orbit_origin
 from mimic3d.camera.presets import PRESETS, CameraPreset
 from mimic3d.camera.samplers import sample_gaussian, sample_labels, sample_look_at, sample_uniform
+from mimic3d.camera.statistics import camera_statistics, look_at_pivot, orbit_angles
 
 __all__ = [
     "LABEL_DIM",
     "PRESETS",
     "Camera",
     "CameraPreset",
+    "camera_statistics",
     "epigraf_focal",
     "epigraf_label",
     "focal_to_fov",
@@ -27,10 +29,12 @@ __all__ = [
     "from_opengl",
     "intrinsics_matrix",
     "look_at",
+    "look_at_pivot",
     "make_label",
     "mirror_label",
     "orbit_cam2world",
     "orbit_origin",
+    "orbit_angles",
     "sample_gaussian",
     "sample_labels",
     "sample_look_at",

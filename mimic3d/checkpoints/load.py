@@ -25,7 +25,13 @@ import torch
 from torch import nn
 
 from mimic3d.checkpoints.epigraf import epigraf_generator, is_epigraf_generator
-from mimic3d.checkpoints.portable import assign_weights, is_portable_file, load_checkpoint, save_checkpoint
+from mimic3d.checkpoints.portable import (
+    assign_weights,
+    is_portable_file,
+    load_checkpoint,
+    read_metadata,
+    save_checkpoint,
+)
 from mimic3d.checkpoints.records import ModuleRecord
 from mimic3d.checkpoints.resolve import resolve_checkpoint
 from mimic3d.checkpoints.safe_unpickle import read_official_pickle
@@ -124,6 +130,17 @@ def load_networks(
         f"{path}: unknown checkpoint format{hint}; expected a mimic3d folder or .safetensors file, "
         "or an official EG3D/Mimic3D/EpiGRAF network pickle"
     )
+
+
+def checkpoint_metadata(path: str | os.PathLike) -> dict[str, Any]:
+    """The JSON metadata saved with a portable checkpoint, for any path ``resolve_checkpoint`` accepts
+    ({} for a network folder and for official pickles, which keep none)."""
+    location = resolve_checkpoint(path)
+    if location.network is not None:
+        return {}
+    if location.path.is_dir() or is_portable_file(location.path):
+        return read_metadata(location.path)
+    return {}
 
 
 # ----------------------------------------------------------------------------- official pickles

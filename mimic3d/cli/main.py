@@ -30,6 +30,7 @@ COMMANDS: dict[str, str] = {
     "video": "MP4 of a camera trajectory, latent interpolation or style mixing",
     "mesh": "density volume and marching-cubes mesh of each seed",
     "epi": "EPI images (one image row over a camera sweep), 2D and 3D branch side by side",
+    "invert": "invert aligned images (one or more views) into a latent and a tuned generator",
     "planes": "tri-plane feature norms, coarse and residual",
     "doctor": "check the installation: versions, devices, weight files, numerics",
     "train": "train EG3D / Mimic3D from a preset, or resume a run",

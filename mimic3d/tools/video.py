@@ -25,6 +25,7 @@ import numpy as np
 from torch import Tensor
 from tqdm import tqdm
 
+from mimic3d.camera import CameraPreset
 from mimic3d.export.video import VideoWriter
 from mimic3d.models.generator import TriplaneGenerator, Triplanes
 from mimic3d.tools.imaging import depth_range, depth_to_images, resize_images, tile_grid, to_uint8
@@ -133,7 +134,7 @@ def render_video(
     depth: bool = False,
     truncation_psi: float = 1.0,
     truncation_cutoff: int | None = None,
-    camera: str | None = None,
+    camera: str | CameraPreset | None = None,
     yaw_range: float | None = None,
     pitch_range: float | None = None,
     resolution: int | None = None,
@@ -142,10 +143,12 @@ def render_video(
     depth_multiplier: float = 2.0,
     chunk_rays: int | None = None,
     progress: bool = True,
+    ws: Tensor | None = None,
 ) -> VideoSummary:
     """Render an MP4 to ``path``; see the module docstring. ``resolution`` is the 3D branch's render
     size (default: the image resolution); ``depth_multiplier`` scales the depth samples per ray
-    (EG3D's video script uses 2)."""
+    (EG3D's video script uses 2). ``ws`` [N, num_ws, w_dim] (e.g. an inverted latent) replaces the
+    seeds' latents: one cell each, in a row."""
     seeds = parse_seeds(seeds)
     branches = check_branches(branch, G)
     check_positive_int(num_frames, "frames")
@@ -156,7 +159,10 @@ def render_video(
     device = next(G.parameters()).device
     labels = trajectory_labels(trajectory, num_frames, preset, yaw_range, pitch_range, device)
     mapping = dict(preset=preset, truncation_psi=truncation_psi, truncation_cutoff=truncation_cutoff)
-    rows = _cell_grid(G, seeds, grid, interpolate, style, mix_layers, mapping)
+    if ws is None:
+        rows = _cell_grid(G, seeds, grid, interpolate, style, mix_layers, mapping)
+    else:
+        rows = [[_Cell(ws[i : i + 1].to(device)) for i in range(ws.shape[0])]]
     for cell in (cell for row in rows for cell in row):
         if cell.ws.shape[0] == 1:
             cell.planes = shared_planes(G, cell.ws, "3d" in branches)

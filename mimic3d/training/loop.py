@@ -12,6 +12,7 @@ step) a snapshot, sample grids and a clip are written. A non-finite loss stops t
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import signal
 import threading
@@ -22,6 +23,7 @@ from typing import Any
 
 import torch
 
+from mimic3d.camera import camera_statistics
 from mimic3d.checkpoints.atomic import write_text_atomic
 from mimic3d.data import ImageDataset
 from mimic3d.losses import build_lpips
@@ -128,6 +130,8 @@ class Trainer:
             run.seed,
         )
         self.labels = fake_camera_sampler(config.data.gen_cameras, self.dataset)
+        # Stored in every checkpoint (metadata 'camera'): where tools may place cameras for this model.
+        self.camera_statistics = camera_statistics(self.dataset.labels, Path(str(self.dataset.path)).stem)
         # Distillation: the frozen teacher whose student G is (not saved with the run's networks).
         self.teacher = load_teacher(config, device) if config.distilling else None
         self.nets = build_networks(
@@ -318,6 +322,7 @@ class Trainer:
                 "neural_rendering_resolution": nrr,
                 "dataset": str(self.config.data.path),
                 "description": self.config.description,
+                "camera": dataclasses.asdict(self.camera_statistics),
             }
             folder = save_snapshot(
                 self.run_dir,
