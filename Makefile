@@ -25,7 +25,7 @@ bench: venv
 	$(PY) -m benchmarks.run
 
 lint: venv
-	$(VENV)/bin/ruff check mimic3d tests benchmarks
+	$(VENV)/bin/ruff check mimic3d tests benchmarks examples
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info .pytest_cache

@@ -38,8 +38,11 @@ class SearchTarget:
     preset: str
     branch: str
     resolution: int
+    student: bool = False  # the distilled student of the preset (its features at ``resolution``)
 
     def describe(self) -> str:
+        if self.student:
+            return f"student of {self.preset}, features {self.resolution} + SR"
         if self.branch == "2d":
             return f"{self.preset} 2d branch, render {self.resolution} + SR"
         return f"{self.preset} 3d branch at {self.resolution} x {self.resolution}"
@@ -84,6 +87,7 @@ def run_probe(target: SearchTarget, batch: int, device: str, timeout: float | No
     raises ``RuntimeError`` with the child's last output.
     """
     spec = {"preset": target.preset, "branch": target.branch, "resolution": target.resolution}
+    spec["student"] = target.student
     spec.update(batch=batch, device=device, threads=torch.get_num_threads())
     command = [sys.executable, "-m", "benchmarks.probe_batch", json.dumps(spec)]
     start = time.perf_counter()

@@ -74,7 +74,7 @@ def _render_full_image(sizes: RenderSizes, device: torch.device) -> list[dict]:
             "name": f"  peak memory above baseline (render {res}x{res})",
             "value": memory.above_baseline_mib,
             "unit": "MiB",
-            "notes": f"{memory.method}; no grad, {chunk}; tri-plane + decoder resident before the render",
+            "notes": f"{memory.notes()}; no grad, {chunk}; tri-plane + decoder resident before the render",
         },
     ]
 
@@ -117,7 +117,7 @@ def _render_small(sizes: RenderSizes, device: torch.device) -> list[dict]:
             "name": "  peak memory above baseline (fwd+bwd)",
             "value": memory.above_baseline_mib,
             "unit": "MiB",
-            "notes": memory.method,
+            "notes": memory.notes(),
         },
     ]
 

@@ -1,14 +1,16 @@
 """Training step time, sec/kimg and peak memory per family (``python -m benchmarks.run --only training``).
 
 Families: EG3D, Mimic3D stage 1 (2D branch + 3D-aware stream), stage 2 (adds S^3D, the patch imitation
-and D^3D) and end to end. Each runs ``Trainer.train_step`` on a small procedural heads dataset
-(``mimic3d dataset synth``) written to a temporary folder; after the warm-up steps it times one full
+and D^3D), end to end, and EpiGRAF (patch-wise: scaled patches, hyper-modulated D). Each runs
+``Trainer.train_step`` on a small procedural heads dataset (``mimic3d dataset synth``) written to a
+temporary folder; after the warm-up steps it times one full
 period of the lazy regularisers (the least common multiple of the phases' intervals, e.g. 16 steps
 for R1 every 16 and density every 4) and reports the mean, so every phase is paid for in proportion.
 
 CPU: the tiny presets (tiny-eg3d-heads; tiny-mimic3d-heads as is for end to end, and with the keys
-that distinguish the stage presets for stage 1 and stage 2). CUDA adds the paper presets at batch 4:
-eg3d-ffhq512, mimic3d-ffhq512-stage1, mimic3d-ffhq512-stage2, mimic3d-e2e (FFHQ 256). Every run
+that distinguish the stage presets for stage 1 and stage 2; tiny-epigraf-heads). CUDA adds the paper
+presets at batch 4: eg3d-ffhq512, mimic3d-ffhq512-stage1, mimic3d-ffhq512-stage2, mimic3d-e2e
+(FFHQ 256), epigraf-ffhq512. Every run
 starts from random weights (speed does not depend on them; stage 2 does not need its stage-1 run),
 with LPIPS untrained (no pretrained weights are read; the same network is evaluated), no metrics,
 no sample grids or clips. ``--quick``: the tiny families cut to a few thousand parameters, batch 4,
@@ -29,7 +31,7 @@ from benchmarks.common import BenchSettings, measure_peak_memory, synchronize
 from mimic3d.data.synth import synth_dataset
 from mimic3d.training.config import TrainConfig
 from mimic3d.training.loop import Trainer
-from mimic3d.training.presets import SMOKE_OVERRIDES, SMOKE_PATCH_OVERRIDES, load_config
+from mimic3d.training.presets import SMOKE_OVERRIDES, load_config, smoke_overrides
 
 # What the stage presets change relative to end to end: stage 1 trains the 2D branch only (no S^3D, no
 # imitation, no D^3D); stage 2 resumes, so no blur, no GPC fade, no EMA ramp-up, faster ADA.
@@ -81,6 +83,7 @@ def training_cases(settings: BenchSettings) -> list[TrainingCase]:
         TrainingCase("mimic3d stage 1", "tiny-mimic3d-heads", STAGE1, quick),
         TrainingCase("mimic3d stage 2", "tiny-mimic3d-heads", STAGE2, quick),
         TrainingCase("mimic3d e2e", "tiny-mimic3d-heads", quick=quick),
+        TrainingCase("epigraf", "tiny-epigraf-heads", quick=quick),
     ]
     if quick or settings.device.type != "cuda":
         return tiny
@@ -90,6 +93,7 @@ def training_cases(settings: BenchSettings) -> list[TrainingCase]:
         TrainingCase("mimic3d stage 1", "mimic3d-ffhq512-stage1", batch),
         TrainingCase("mimic3d stage 2", "mimic3d-ffhq512-stage2", batch),
         TrainingCase("mimic3d e2e", "mimic3d-e2e", batch),
+        TrainingCase("epigraf", "epigraf-ffhq512", batch),
     ]
 
 
@@ -98,9 +102,9 @@ def case_config(case: TrainingCase, data_path: Path | str, device: torch.device)
     tail = [*case.overrides, *BENCH_OVERRIDES, f"data.path={data_path}", f"run.device={device.type}"]
     if not case.quick:
         return load_config(case.preset, tail)[0]
-    # The cut sizes go first: the family's keys decide whether D^3D exists (patch_discriminator=null).
-    has_patch_d = load_config(case.preset, tail)[0].patch_discriminator is not None
-    quick = QUICK_OVERRIDES + (SMOKE_PATCH_OVERRIDES if has_patch_d else ())
+    # The cut sizes go first: the family's keys decide which discriminators exist (patch_discriminator=null).
+    cut = smoke_overrides(load_config(case.preset, tail)[0])
+    quick = [*cut, *(key for key in QUICK_OVERRIDES if key not in SMOKE_OVERRIDES)]
     return load_config(case.preset, [*quick, *tail])[0]
 
 
@@ -155,7 +159,12 @@ def _case_rows(case: TrainingCase, config: TrainConfig, settings: BenchSettings,
             trainer.monitor.close()
     del trainer  # before the next case's baseline
     g = config.generator
-    size = f"{g.img_resolution}^2, render {config.schedule.nrr_initial}, batch {timing.batch}"
+    shown = (
+        f"patches {config.loss.patch_resolution}"
+        if config.patch_wise
+        else f"render {config.schedule.nrr_initial}"
+    )
+    size = f"{g.img_resolution}^2, {shown}, batch {timing.batch}"
     return [
         {
             "name": f"train {case.family}: {case.preset}, {size}",
@@ -170,11 +179,17 @@ def _case_rows(case: TrainingCase, config: TrainConfig, settings: BenchSettings,
             "notes": "LPIPS untrained, no metrics, random init",
         },
         {
+            "name": "  training images/s",
+            "value": timing.batch / timing.seconds_per_step,
+            "unit": "images/s",
+            "notes": f"global batch {timing.batch} on one {device.type} device",
+        },
+        {
             "name": "  peak memory (Trainer built + steps)",
             "value": memory.above_baseline_mib,
             "unit": "MiB",
             "notes": (
-                f"{memory.method}; networks, optimiser state, activations; {memory.peak_mib:,.0f} MiB total"
+                f"{memory.notes()}; networks, optimiser state, activations; {memory.peak_mib:,.0f} MiB total"
             ),
         },
     ]

@@ -2,7 +2,8 @@
 
 Peak memory is measured per block of code on either device, as MiB:
 - CUDA: ``torch.cuda.max_memory_allocated`` after ``reset_peak_memory_stats`` (tensors only; the CUDA
-  context and the caching allocator's spare blocks are not counted);
+  context and the caching allocator's spare blocks are not counted), and ``max_memory_reserved`` (what
+  the caching allocator held at its peak: what the GPU must really have free);
 - CPU: the process's resident-set high-water mark (Linux ``VmHWM``), reset before the block by writing
   5 to ``/proc/self/clear_refs``. Where that reset is not allowed the process-lifetime peak is used,
   and the result says so (an earlier, larger peak would hide the block's own).
@@ -137,10 +138,17 @@ class PeakMemory:
     baseline_mib: float
     peak_mib: float
     method: str
+    reserved_mib: float = float("nan")  # CUDA: peak max_memory_reserved; NaN on CPU
 
     @property
     def above_baseline_mib(self) -> float:
         return self.peak_mib - self.baseline_mib
+
+    def notes(self) -> str:
+        """The method, plus the reserved peak where there is one."""
+        if self.reserved_mib != self.reserved_mib:  # NaN
+            return self.method
+        return f"{self.method}; peak reserved {self.reserved_mib:,.0f} MiB (max_memory_reserved)"
 
 
 @contextmanager
@@ -158,6 +166,7 @@ def measure_peak_memory(device: torch.device | str) -> Iterator[PeakMemory]:
         yield result
         synchronize(device)
         result.peak_mib = torch.cuda.max_memory_allocated(device) / MIB
+        result.reserved_mib = torch.cuda.max_memory_reserved(device) / MIB
         return
     release_freed_memory()
     per_block = reset_rss_high_water_mark()

@@ -24,13 +24,16 @@ from pathlib import Path
 import torch
 
 from benchmarks.common import BenchSettings, machine_description, matmul_gflops, matmul_size, resolve_device
-from mimic3d.runtime import tune_cpu_allocator, tuning_requested
+from mimic3d.runtime import apply_backend_policy, tune_cpu_allocator, tuning_requested
 
 SUITES = {
     "render": "volume renderer samples/s (forward, forward+backward, Mimic3D patch) and peak memory",
     "generator": "generator forward images/s and peak memory per preset, branch and render resolution",
     "training": "seconds per training step, sec/kimg and peak memory per preset family",
     "memory": "largest inference batch within --memory-budget-gb (each probe a fresh process)",
+    "distill": "distilled student vs its teacher: images/s, peak memory and max batch, side by side",
+    "viewer": "mimic3d view's seconds per frame: demo and ffhq512-size models, 64^2..256^2, both branches",
+    "inversion": "seconds per inversion step (W+ latent, pivotal tuning) and peak memory",
 }
 RESULTS_FILE = Path(__file__).resolve().parent.parent / "BENCHMARKS.md"
 
@@ -88,6 +91,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         metavar="N",
         help="torch CPU threads, also in the memory suite's child processes (default: torch's choice)",
     )
+    parser.add_argument(
+        "--tf32",
+        action="store_true",
+        help="allow TF32 matmuls/convolutions on GPUs (default: off, EG3D's official numerics)",
+    )
     parser.add_argument("--no-write", action="store_true", help="print the table without appending it")
     parser.add_argument("--output", type=Path, default=RESULTS_FILE, help="file the table is appended to")
     args = parser.parse_args(argv)
@@ -118,6 +126,7 @@ def _matmul_row(rate: float, device: str, when: str, size: int) -> dict:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     malloc_tuned = tuning_requested() and tune_cpu_allocator()  # as the mimic3d command does
+    backend = apply_backend_policy(tf32=args.tf32)  # as training and the tools do
     if args.threads is not None:
         torch.set_num_threads(args.threads)
     device = args.device
@@ -147,7 +156,8 @@ def main(argv: list[str] | None = None) -> int:
     section = (
         f"\n## {stamp} ({device.type}{', quick' if args.quick else ''})\n\n"
         f"- machine: {machine_description(device)}; glibc malloc thresholds raised: "
-        f"{'yes' if malloc_tuned else 'no'} (mimic3d.runtime)\n"
+        f"{'yes' if malloc_tuned else 'no'} (mimic3d.runtime); GPU TF32 "
+        f"{'on' if backend.matmul_tf32 else 'off'}\n"
         f"- command: `python -m benchmarks.run {command}`\n"
         f"- wall time: {', '.join(durations)}\n\n"
         f"{format_table(rows)}\n"

@@ -1,8 +1,24 @@
-"""What this machine offers and how processes use it: devices, CPU cores, and the opt-in allocator tuning.
+"""What this machine offers and how processes use it: devices, CPU cores, GPU numerics and kernel
+choices, host-device synchronisation, and the opt-in allocator tuning.
 
 Devices: ``resolve_device`` turns "auto", "cpu", "cuda", "cuda:1" or "mps" into a ``torch.device``
 that exists here, with a one-line error otherwise (a CPU-only torch has no CUDA). Cores:
 ``available_cpus`` counts the cores this process may use; ``default_workers`` sizes helper pools.
+
+GPU backends (``apply_backend_policy``): EG3D's training loop and metric script switch TF32 off for
+matmuls and cuDNN convolutions and forbid reduced-precision fp16 reductions (and enable cuDNN's
+autotuner); on A100/H100-class GPUs PyTorch's defaults would run every convolution in TF32 and move
+outputs ~1e-3 away from the official ones. Training, metrics, the tools and the benchmarks all call
+``apply_backend_policy``; ``tf32=True`` (``--tf32``, ``run.tf32``) trades that exactness for speed.
+
+Kernel paths (``kernel_paths``): a few formulations were chosen for CPU speed (a clamped softplus,
+polyphase transposed convolutions, pixel-major 3D-aware tri-plane convolutions, cache-sized backward
+chunks of the tri-plane gather); CUDA devices get the official formulation instead until measured
+otherwise. All paths compute the same function (to float rounding); tests force either path.
+
+Host-device synchronisation: the training step is meant to be free of them except where a value
+must reach the host; those places are wrapped in ``expected_sync`` so that a step run under
+``torch.cuda.set_sync_debug_mode("error")`` fails on any other.
 
 Allocator: keep freed tensor memory for reuse (Linux glibc).
 
@@ -19,10 +35,14 @@ yourself, or start Python with ``MALLOC_MMAP_THRESHOLD_=1073741824 MALLOC_TRIM_T
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import ctypes.util
+import functools
 import os
 import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -103,3 +123,245 @@ def tune_cpu_allocator() -> bool:
     return bool(mallopt(_M_MMAP_THRESHOLD, MMAP_THRESHOLD_BYTES)) and bool(
         mallopt(_M_TRIM_THRESHOLD, TRIM_THRESHOLD_BYTES)
     )
+
+
+# ----------------------------------------------------------------------------- backend policy
+
+
+@dataclass(frozen=True)
+class BackendPolicy:
+    """The settings ``apply_backend_policy`` writes into ``torch.backends``."""
+
+    cudnn_benchmark: bool
+    matmul_tf32: bool
+    cudnn_tf32: bool
+    fp16_reduced_precision_reduction: bool
+
+
+def official_backend_policy(tf32: bool = False) -> BackendPolicy:
+    """EG3D's settings (``tf32=False``), or the fast ones: TF32 and reduced fp16 reductions allowed."""
+    return BackendPolicy(
+        cudnn_benchmark=True,
+        matmul_tf32=tf32,
+        cudnn_tf32=tf32,
+        fp16_reduced_precision_reduction=tf32,
+    )
+
+
+def apply_backend_policy(tf32: bool = False) -> BackendPolicy:
+    """Set the GPU numerics of this process (see the module docstring); returns what was applied.
+
+    Harmless without a GPU: the flags are process-wide settings that only CUDA kernels read.
+    """
+    import torch
+
+    policy = official_backend_policy(tf32)
+    torch.backends.cudnn.benchmark = policy.cudnn_benchmark
+    torch.backends.cuda.matmul.allow_tf32 = policy.matmul_tf32
+    torch.backends.cudnn.allow_tf32 = policy.cudnn_tf32
+    torch.backends.cuda.matmul.allow_fp16_reduced_precision_reduction = (
+        policy.fp16_reduced_precision_reduction
+    )
+    return policy
+
+
+def current_backend_policy() -> BackendPolicy:
+    """The settings in force now (whoever set them)."""
+    import torch
+
+    return BackendPolicy(
+        cudnn_benchmark=torch.backends.cudnn.benchmark,
+        matmul_tf32=torch.backends.cuda.matmul.allow_tf32,
+        cudnn_tf32=torch.backends.cudnn.allow_tf32,
+        fp16_reduced_precision_reduction=torch.backends.cuda.matmul.allow_fp16_reduced_precision_reduction,
+    )
+
+
+# ----------------------------------------------------------------------------- mixed precision
+
+PRECISIONS = ("fp32", "bf16", "fp16")
+
+
+def autocast(device: torch.device | str, precision: str = "fp32") -> contextlib.AbstractContextManager:
+    """``torch.autocast`` for ``precision`` ("bf16", "fp16") on ``device``; "fp32" does nothing.
+
+    The generator runs under it as an opt-in mixed-precision mode: convolutions and matmuls in the
+    reduced type, the tri-plane lookup, the volume rendering's weights and the outputs in float32.
+    """
+    import torch
+
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision: expected one of {', '.join(PRECISIONS)}, got {precision!r}")
+    if precision == "fp32":
+        return contextlib.nullcontext()
+    dtype = torch.bfloat16 if precision == "bf16" else torch.float16
+    return torch.autocast(torch.device(device).type, dtype=dtype)
+
+
+# ----------------------------------------------------------------------------- torch.compile
+
+
+def compile_unavailable(device: torch.device | str) -> str | None:
+    """Why ``torch.compile`` cannot run on ``device`` here (None when it can): its CPU backend needs a
+    C++ compiler, its GPU backend Triton."""
+    import importlib.util
+    import shutil
+
+    import torch
+
+    if not hasattr(torch, "compile") or not torch._dynamo.is_dynamo_supported():
+        return f"torch.compile is not supported with this torch {torch.__version__} / Python"
+    if torch.device(device).type == "cuda":
+        return None if importlib.util.find_spec("triton") is not None else "Triton is not installed"
+    compilers = (os.environ.get("CXX"), "c++", "g++", "clang++")
+    if not any(c and shutil.which(c) for c in compilers):
+        return "no C++ compiler found (set CXX)"
+    return None
+
+
+def compile_modules(modules: list[torch.nn.Module], device: torch.device | str) -> str:
+    """Compile each module's ``forward`` in place (``nn.Module.compile``: names, state dicts and
+    checkpoints are unchanged); a one-line status. Where compiling is unavailable nothing changes,
+    and a graph that fails to compile later runs eagerly (dynamo's ``suppress_errors``)."""
+    import torch
+
+    reason = compile_unavailable(device)
+    if reason is not None:
+        return f"torch.compile unavailable ({reason}): running eagerly"
+    torch._dynamo.config.suppress_errors = True
+    for module in modules:
+        module.compile(dynamic=False)
+    return f"torch.compile: {len(modules)} modules compiled (eager fallback on errors)"
+
+
+# ----------------------------------------------------------------------------- kernel paths
+
+
+@dataclass(frozen=True)
+class KernelPaths:
+    """Per-device choice between formulations of the same function (see the module docstring).
+
+    clamped_softplus: softplus(max(x, -20)) (torch's CPU softplus is slow far out), else F.softplus.
+    polyphase_transposed_conv: strided transposed convolutions as ``stride^2`` ordinary convolutions
+        (faster on CPU), else ``F.conv_transpose2d`` as the official code.
+    pixel_major_triplanes: 3D-aware tri-plane convolutions on pixel-major (channels-last) images with
+        combined phase kernels for 2x upsampling, else plain NCHW grouped convolutions and EG3D's
+        transposed-conv upsampling.
+    gather_backward_points: points per chunk of the tri-plane gather's backward (None: sized by
+        ``gather_backward_elements``, the number of [points, corners, channels] elements a chunk holds).
+    """
+
+    clamped_softplus: bool
+    polyphase_transposed_conv: bool
+    pixel_major_triplanes: bool
+    gather_backward_points: int | None
+    gather_backward_elements: int
+
+
+CPU_PATHS = KernelPaths(
+    clamped_softplus=True,
+    polyphase_transposed_conv=True,
+    pixel_major_triplanes=True,
+    gather_backward_points=4096,  # the [4096, K, C] scatter source stays in cache
+    gather_backward_elements=0,
+)
+# Official formulations; the backward chunk holds 2^26 elements (256 MiB in float32): a few dozen
+# large kernels per render instead of thousands of tiny ones.
+ACCELERATOR_PATHS = KernelPaths(
+    clamped_softplus=False,
+    polyphase_transposed_conv=False,
+    pixel_major_triplanes=False,
+    gather_backward_points=None,
+    gather_backward_elements=1 << 26,
+)
+_forced_paths: KernelPaths | None = None
+
+
+def kernel_paths(device: torch.device | str) -> KernelPaths:
+    """The formulations used for tensors on ``device`` (``forced_kernel_paths`` overrides)."""
+    if _forced_paths is not None:
+        return _forced_paths
+    kind = device if isinstance(device, str) else device.type
+    return CPU_PATHS if kind.split(":")[0] == "cpu" else ACCELERATOR_PATHS
+
+
+@contextlib.contextmanager
+def forced_kernel_paths(paths: KernelPaths) -> Iterator[None]:
+    """Use ``paths`` on every device inside the block (tests, measurements)."""
+    global _forced_paths
+    previous, _forced_paths = _forced_paths, paths
+    try:
+        yield
+    finally:
+        _forced_paths = previous
+
+
+# ----------------------------------------------------------------------------- synchronisation
+
+
+@contextlib.contextmanager
+def expected_sync(reason: str) -> Iterator[None]:
+    """Mark a deliberate host-device synchronisation (``reason`` says why it is needed).
+
+    Inside the block CUDA's sync debug mode is off, so that a step run under
+    ``torch.cuda.set_sync_debug_mode("error")`` fails only on unexpected synchronisations.
+    ``EXPECTED_SYNCS`` counts the blocks entered, by reason.
+    """
+    import torch
+
+    global _expected_depth
+    EXPECTED_SYNCS[reason] = EXPECTED_SYNCS.get(reason, 0) + 1
+    mode = torch.cuda.get_sync_debug_mode() if torch.cuda.is_available() else 0
+    if mode:
+        torch.cuda.set_sync_debug_mode(0)
+    _expected_depth += 1
+    try:
+        yield
+    finally:
+        _expected_depth -= 1
+        if mode:
+            torch.cuda.set_sync_debug_mode(mode)
+
+
+def in_expected_sync() -> bool:
+    """Whether an ``expected_sync`` block is running (sync checkers on the CPU ask this)."""
+    return _expected_depth > 0
+
+
+EXPECTED_SYNCS: dict[str, int] = {}
+_expected_depth = 0
+
+
+def device_constant(values: tuple, device: torch.device, dtype: torch.dtype | None = None) -> torch.Tensor:
+    """A small constant tensor of nested tuples ``values`` on ``device`` (``dtype``: torch's default
+    floating dtype, as ``torch.tensor``), built and copied once per device and dtype.
+
+    Hot paths use it instead of ``torch.tensor(..., device=...)``, whose host-to-device copy makes
+    every call wait for the GPU. The tensor is shared: never modify it in place.
+    """
+    import torch
+
+    return _device_constant(values, torch.device(device), dtype or torch.get_default_dtype())
+
+
+@functools.lru_cache(maxsize=256)
+def _device_constant(values: tuple, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
+    import torch
+
+    return torch.tensor(values, dtype=dtype).to(device)
+
+
+def full_precision(tensor: torch.Tensor) -> torch.Tensor:
+    """``tensor`` in float32, or float64 if it is: reduced-precision results (autocast) are upcast."""
+    import torch
+
+    return tensor.to(torch.promote_types(tensor.dtype, torch.float32))
+
+
+def on_host(*tensors: torch.Tensor) -> bool:
+    """Whether every tensor is on the CPU, where checking its values costs no synchronisation.
+
+    Value checks of inputs (index ranges, probabilities) run only then: tensors already on a GPU were
+    made there by our own code (e.g. random patch corners), and reading them back would stall it.
+    """
+    return all(t.device.type == "cpu" for t in tensors)

@@ -179,6 +179,15 @@ def test_probe_turns_out_of_memory_into_a_failed_probe(monkeypatch):
         probe("tiny-mimic3d", "2d", 16, 2, "cpu")
 
 
+def test_probe_of_a_student_runs_the_students_forward():
+    result = probe("tiny-eg3d", "2d", 16, 2, "cpu", student=True)
+    assert result["failed"] is None and result["forward_seconds"] > 0
+    assert (
+        SearchTarget("tiny-eg3d", "2d", 16, student=True).describe()
+        == "student of tiny-eg3d, features 16 + SR"
+    )
+
+
 def test_run_probe_in_a_child_process():
     result = run_probe(SearchTarget("tiny-mimic3d", "2d", 16), 3, "cpu", timeout=120)
     assert result["batch"] == 3 and result["failed"] is None
@@ -224,7 +233,7 @@ def test_quick_training_suite_end_to_end(tmp_path):
     ]
     steps = by_unit["s/step"]
     families = [re.match(r"train (.+?):", name).group(1) for name, _ in steps]
-    assert families == ["eg3d", "mimic3d stage 1", "mimic3d stage 2", "mimic3d e2e"]
+    assert families == ["eg3d", "mimic3d stage 1", "mimic3d stage 2", "mimic3d e2e", "epigraf"]
     for (_, per_step), (_, per_kimg) in zip(steps, by_unit["s/kimg"]):
         assert per_step > 0
         assert per_kimg == pytest.approx(per_step / 4 * 1000, rel=0.01)  # batch 4, 3 significant digits

@@ -7,6 +7,7 @@ import math
 import numpy as np
 import pytest
 import torch
+from numerics import POSE, assert_close
 
 from mimic3d.camera import (
     Camera,
@@ -36,9 +37,7 @@ def test_frontal_label_layout_by_hand():
     assert c[[3, 7, 11]].tolist() == pytest.approx([0.0, 0.0, 2.7])
     assert c[16:].tolist() == pytest.approx([4.2647, 0, 0.5, 0, 4.2647, 0.5, 0, 0, 1])
     # The EG3D frontal camera: right (1,0,0), down (0,-1,0), forward (0,0,-1) as columns.
-    torch.testing.assert_close(
-        make_label(orbit_cam2world(math.pi / 2, math.pi / 2), FFHQ_K), c, atol=1e-6, rtol=0
-    )
+    assert_close(make_label(orbit_cam2world(math.pi / 2, math.pi / 2), FFHQ_K), c, **POSE)
 
 
 def test_make_split_round_trip_and_broadcast():
@@ -145,7 +144,7 @@ def test_mirror_equals_yaw_reflection_about_frontal():
     k = intrinsics_matrix(4.2647)
     left = make_label(orbit_cam2world(math.pi / 2 + 0.4, math.pi / 2 - 0.2, 2.7, (0, 0, 0.2)), k)
     right = make_label(orbit_cam2world(math.pi / 2 - 0.4, math.pi / 2 - 0.2, 2.7, (0, 0, 0.2)), k)
-    torch.testing.assert_close(mirror_label(left), right, atol=1e-6, rtol=0)
+    assert_close(mirror_label(left), right, **POSE)
     assert left[3] > 0 > right[3]  # larger EG3D yaw puts the camera on +x
 
 

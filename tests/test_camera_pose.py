@@ -7,6 +7,7 @@ import math
 import numpy as np
 import pytest
 import torch
+from numerics import POSE, assert_close
 
 from mimic3d.camera import (
     PRESETS,
@@ -27,7 +28,7 @@ def _assert_pose(pose: torch.Tensor, right, down, forward, origin) -> None:
     expected[:3, 1] = torch.tensor(down, dtype=pose.dtype)
     expected[:3, 2] = torch.tensor(forward, dtype=pose.dtype)
     expected[:3, 3] = torch.tensor(origin, dtype=pose.dtype)
-    torch.testing.assert_close(pose, expected, atol=1e-6, rtol=0)
+    assert_close(pose, expected, **POSE)
 
 
 def test_frontal_camera_by_hand():
@@ -41,7 +42,7 @@ def test_side_and_elevated_cameras_by_hand():
     _assert_pose(orbit_cam2world(math.pi, math.pi / 2, 2.0), (0, 0, -1), (0, -1, 0), (-1, 0, 0), (2, 0, 0))
     # pitch v = pi/4 maps to polar angle arccos(1 - 2 v / pi) = pi/3: height r cos(pi/3), above.
     origin = orbit_origin(math.pi / 2, math.pi / 4, 2.0)
-    torch.testing.assert_close(origin, torch.tensor([0.0, 1.0, math.sqrt(3.0)]), atol=1e-6, rtol=0)
+    assert_close(origin, torch.tensor([0.0, 1.0, math.sqrt(3.0)]), **POSE)
     # Poles are clamped (EG3D) so the camera never looks along up.
     assert orbit_origin(0.3, 0.0, 1.0)[1] == pytest.approx(1.0, abs=1e-4)
     validate_label(
@@ -53,12 +54,12 @@ def test_look_at_points_forward_at_pivot():
     pivot = torch.tensor([0.0, 0.0, 0.2])
     pose = orbit_cam2world(math.pi / 2 + 0.5, math.pi / 2 - 0.3, 2.7, pivot)
     origin, forward = pose[:3, 3], pose[:3, 2]
-    torch.testing.assert_close(forward, (pivot - origin) / (pivot - origin).norm(), atol=1e-6, rtol=0)
-    assert origin.norm().item() == pytest.approx(2.7, abs=1e-5)  # pivot changes direction, not radius
+    assert_close(forward, (pivot - origin) / (pivot - origin).norm(), **POSE)
+    assert_close(origin.norm(), torch.tensor(2.7), **POSE)  # the pivot changes direction, not radius
     # The pivot projects onto the principal point.
     pivot_cam = torch.linalg.inv(pose) @ torch.cat([pivot, torch.ones(1)])
     uv = intrinsics_matrix(4.2647) @ (pivot_cam[:3] / pivot_cam[2])
-    torch.testing.assert_close(uv[:2], torch.tensor([0.5, 0.5]), atol=1e-5, rtol=0)
+    assert_close(uv[:2], torch.tensor([0.5, 0.5]), terms=3, depth=6, scale=4.3)  # + inverse, intrinsics
     # Straight on: from (0, 0, 2.7) the pivot (0, 0, 0.2) is straight ahead.
     _assert_pose(look_at([0.0, 0.0, 2.7], pivot), (1, 0, 0), (0, -1, 0), (0, 0, -1), (0, 0, 2.7))
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import copy
 import io
+import json
 import os
 import pickle
 import re
@@ -30,7 +31,15 @@ from safetensors.torch import load_file
 from mimic3d.checkpoints import ModuleRecord, RestrictedUnpickler, UnsafePickleError, read_official_pickle
 
 FIXTURES = Path(__file__).parent / "fixtures" / "parity"
-SCRATCH_PICKLES = Path(os.environ.get("MIMIC3D_OFFICIAL_PICKLES", "/work/scratch/official/pickles"))
+# Official classes that torch_utils.persistence does not decorate, with the module that defines
+# them: pickled by reference. Every other class of the official networks is persistent.
+PLAIN_CLASSES = {
+    "OSGDecoder": "training.triplane",
+    "ImportanceRenderer": "training.volumetric_rendering.renderer",
+    "MipRayMarcher2": "training.volumetric_rendering.ray_marcher",
+    "RaySampler": "training.volumetric_rendering.ray_sampler",
+}
+BUFFER_NAMES = {"resample_filter", "noise_const", "w_avg", "dataset_label_std"}
 
 
 class MarkerFile:
@@ -55,8 +64,8 @@ def _place(module_name: str, obj: object, qualname: str) -> None:
 @contextmanager
 def official_names(marker: MarkerFile) -> Iterator[types.SimpleNamespace]:
     """Register stand-ins under the official module names for the duration of a dump or load."""
-    official = ("torch_utils", "torch_utils.persistence", "dnnlib", "dnnlib.util",
-                "training", "training.triplane")
+    official = ("torch_utils", "torch_utils.persistence", "dnnlib", "dnnlib.util", "training",
+                "training.triplane", *PLAIN_CLASSES.values())
     modules = {name: types.ModuleType(name) for name in official}
 
     def reconstruct(meta):
@@ -78,6 +87,12 @@ def official_names(marker: MarkerFile) -> Iterator[types.SimpleNamespace]:
             marker.hit()
             super().__setstate__(state)
 
+    plain = {}
+    for class_name, module_name in PLAIN_CLASSES.items():
+        if class_name != "OSGDecoder":
+            plain[class_name] = type(class_name, (torch.nn.Module,), {})
+            _place(module_name, plain[class_name], class_name)
+            setattr(modules[module_name], class_name, plain[class_name])
     _place("torch_utils.persistence", reconstruct, "_reconstruct_persistent_obj")
     _place("dnnlib.util", EasyDict, "EasyDict")
     _place("training.triplane", OSGDecoder, "OSGDecoder")
@@ -87,7 +102,9 @@ def official_names(marker: MarkerFile) -> Iterator[types.SimpleNamespace]:
     saved = {name: sys.modules.get(name) for name in modules}
     sys.modules.update(modules)
     try:
-        yield types.SimpleNamespace(hook=reconstruct, EasyDict=EasyDict, OSGDecoder=OSGDecoder, marker=marker)
+        yield types.SimpleNamespace(
+            hook=reconstruct, EasyDict=EasyDict, OSGDecoder=OSGDecoder, plain=plain, marker=marker
+        )
     finally:
         for name, module in saved.items():
             if module is None:
@@ -249,20 +266,75 @@ def test_bad_inputs_raise_clear_errors(tmp_path, names):
         read_official_pickle(write(tmp_path / "bad_d.pkl", {"G_ema": build_snapshot(names)["G_ema"], "D": 3}))
 
 
+def parity_network(names: types.SimpleNamespace, name: str, w_avg_shift: float = 0.0) -> torch.nn.Module:
+    """The committed parity fixture's official G_ema as the official code builds it: the recorded
+    module tree with its class names (persistent ones pickle through the hook, the others by
+    reference), weights, constructor arguments and attributes."""
+    info = json.loads((FIXTURES / f"{name}.json").read_text())
+    weights = load_file(str(FIXTURES / info["weights_file"]))
+    Persistent.hook, Persistent.source, Persistent.legacy_torch = names.hook, names.marker.source(), False
+    persistent = {}
+    nodes: dict[str, torch.nn.Module] = {}
+    for path, class_name in info["sub_modules"].items():  # in the official named_modules() order
+        if class_name == "OSGDecoder":
+            node = torch.nn.Module.__new__(names.OSGDecoder)
+            torch.nn.Module.__init__(node)
+        elif class_name in names.plain:
+            node = names.plain[class_name]()
+        elif hasattr(torch.nn, class_name) and class_name != "Module":
+            node = getattr(torch.nn, class_name)()
+        else:
+            if class_name not in persistent:
+                persistent[class_name] = type(class_name, (Persistent,), {})
+            node = persistent[class_name]()
+        nodes[path] = node
+        if path:
+            parent, _, child = path.rpartition(".")
+            nodes[parent].add_module(child, node)
+    for key in info["state_dict_order"]:
+        owner, _, leaf = key.rpartition(".")
+        tensor = weights[key] + w_avg_shift if leaf == "w_avg" else weights[key]
+        if leaf in BUFFER_NAMES:
+            nodes[owner].register_buffer(leaf, tensor.clone())
+        else:
+            nodes[owner].register_parameter(leaf, torch.nn.Parameter(tensor.clone(), requires_grad=False))
+    root = nodes[""]
+    root._init_kwargs = copy.deepcopy(info["init_kwargs"])
+    for key, value in info["attributes"].items():
+        setattr(root, key, value)
+    return root
+
+
 @pytest.mark.parametrize("name", ["eg3d_small", "mimic3d_small"])
-def test_scratch_pickle_matches_committed_fixture(name):
-    """Official pickles written by the scratch harness read back to the committed weights."""
-    pickle_path = SCRATCH_PICKLES / f"{name}.pkl"
-    if not pickle_path.is_file():
-        pytest.skip(f"scratch pickle {pickle_path} not present (only on the harness machine)")
-    snapshot = read_official_pickle(pickle_path)
-    state = snapshot["G_ema"].state_dict()
-    expected = load_file(str(FIXTURES / f"{name}_weights.safetensors"))
-    assert sorted(state) == sorted(expected)
+def test_official_structure_pickle_matches_committed_fixture(tmp_path, names, name):
+    """A snapshot with the official module tree, class names and persistence records of the parity
+    networks (built here from the committed fixture) reads back to the committed weights."""
+    info = json.loads((FIXTURES / f"{name}.json").read_text())
+    data = {
+        "training_set_kwargs": names.EasyDict(info["training_set_kwargs"]),
+        "G": parity_network(names, name, w_avg_shift=1.0),
+        "D": None,
+        "G_ema": parity_network(names, name),
+        "augment_pipe": None,
+    }
+    snapshot = read_official_pickle(write(tmp_path / "network-snapshot.pkl", data))
+    assert not names.marker.path.exists()
+    G_ema = snapshot["G_ema"]
+    assert (G_ema.class_name, G_ema.persistent, G_ema.version) == (info["class_name"], True, 6)
+    assert G_ema.init_kwargs == info["init_kwargs"]
+    resolution = info["attributes"]["neural_rendering_resolution"]
+    assert G_ema.attributes["neural_rendering_resolution"] == resolution
+    decoder = G_ema.get("decoder")
+    assert (decoder.qualified_name, decoder.persistent) == ("training.triplane.OSGDecoder", False)
+    assert G_ema.get("backbone.synthesis.b4").class_name == "SynthesisBlock"
+    state = G_ema.state_dict()
+    expected = load_file(str(FIXTURES / info["weights_file"]))
+    assert list(state) == info["state_dict_order"]
     for key, tensor in expected.items():
-        assert torch.equal(state[key], tensor.float()), key
+        assert state[key].dtype == tensor.dtype and torch.equal(state[key], tensor), key
     w_avg = "backbone.mapping.w_avg"
-    assert not torch.equal(snapshot["G"].state_dict()[w_avg], state[w_avg]), "G_ema must not be G"
+    assert torch.equal(snapshot["G"].state_dict()[w_avg], state[w_avg] + 1), "G_ema must not be G"
+    assert snapshot["training_set_kwargs"] == info["training_set_kwargs"]
 
 
 # -- malicious pickles: refused with an error naming the global, nothing executed ----------------------

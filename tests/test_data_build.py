@@ -10,6 +10,7 @@ import numpy as np
 import PIL.Image
 import pytest
 import torch
+from numerics import POSE, assert_close
 
 from mimic3d.camera import intrinsics_matrix, make_label, mirror_label, orbit_cam2world
 from mimic3d.cli.main import main
@@ -69,7 +70,7 @@ def test_blender_z_up_world_becomes_y_up(tmp_path):
     label = CameraFile(str(tmp_path / "t.json"), "blender", world_up="z").label("a.png", 32, 32)
     frontal = orbit_cam2world(math.pi / 2, math.pi / 2, 4.0).numpy()
     # Blender's front (-y) maps to EG3D's front (+z): the camera is EG3D's frontal camera.
-    np.testing.assert_allclose(label[:16].reshape(4, 4), frontal, atol=1e-6)
+    assert_close(label[:16].reshape(4, 4), frontal, **POSE)
 
 
 def test_instant_ngp_pixel_intrinsics_rescale(tmp_path):

@@ -28,7 +28,7 @@ import PIL.Image
 import pytest
 import tomllib
 import torch
-from training_support import TINY
+from training_support import TINY, epigraf_tiny_overrides
 
 import mimic3d
 from mimic3d.camera import PRESETS, sample_labels, to_angles, to_opengl
@@ -55,8 +55,10 @@ TINY_PRESET = [
         "tiny-mimic3d-heads run.init_required=true",
     ),
     (r"\bmimic3d-e2e\b", "tiny-mimic3d-heads"),
+    (r"\bepigraf-\w+", "tiny-epigraf-heads"),
 ]
 TINY_OVERRIDES = " ".join(TINY)
+TINY_EPIGRAF_OVERRIDES = " ".join(epigraf_tiny_overrides())  # no dual discriminator to cut down
 
 
 def _tiny_training(match: re.Match) -> str:
@@ -66,8 +68,10 @@ def _tiny_training(match: re.Match) -> str:
         return match.group(0) + " --max-steps 2 --no-progress" * ("--resume" in rest)
     for pattern, tiny in TINY_PRESET:
         if re.fullmatch(pattern, preset):
-            return f"{head} {tiny} --name {preset}{rest} {TINY_OVERRIDES} --max-steps 1 --no-progress"
-    return f"{head} {preset}{rest} {TINY_OVERRIDES} --max-steps 1 --no-progress"
+            cut = TINY_EPIGRAF_OVERRIDES if "epigraf" in tiny else TINY_OVERRIDES
+            return f"{head} {tiny} --name {preset}{rest} {cut} --max-steps 1 --no-progress"
+    cut = TINY_EPIGRAF_OVERRIDES if "epigraf" in preset else TINY_OVERRIDES
+    return f"{head} {preset}{rest} {cut} --max-steps 1 --no-progress"
 
 
 @dataclass(frozen=True)
@@ -113,7 +117,32 @@ SUBSTITUTIONS = [
         "FID needs the Inception file; SWD runs the same compute_metric path with 8 images",
         "python",
     ),
+    Rule(
+        r"^(mimic3d invert .*)$",
+        r"\1 --lpips untrained --steps 2 --pti-steps 1 --frames 2 --mesh-resolution 64",
+        "LPIPS weights are a download: untrained LPIPS, two latent steps, one tuning step, a short video",
+    ),
     Rule(r"num_frames=120", "num_frames=2", "two frames", "python"),
+    Rule(
+        r"^(mimic3d distill \S+) (distill-[\w-]+)",
+        r"\1 tiny-distill-heads --name \2",
+        "the paper presets distil 512^2 teachers on GPUs: the tiny preset, named as in the docs",
+    ),
+    Rule(
+        r"^(mimic3d distill (?!--evaluate|--resume).*)$",
+        r"\1 run.batch_size=4 run.grid_size=0 run.video_frames=0 distill.eval_images=0 "
+        "distill.lpips_lr_weight=0 --max-steps 1 --no-progress",
+        "one step of 4 images; the stand-in teacher renders 8x8 features, below LPIPS's 16x16",
+    ),
+    Rule(r"^(mimic3d distill --resume.*)$", r"\1 --max-steps 2 --no-progress", "one more step"),
+    Rule(r"--num-images 64", "--num-images 4", "4 teacher/student pairs"),
+    Rule(
+        r'steps=500, pti_steps=350(.*)outdir="out/me"\)',
+        'steps=2, pti_steps=1\\1outdir="out/me", lpips="untrained", '
+        "outputs=mimic3d.inversion.OutputOptions(frames=2, mesh_resolution=64))",
+        "untrained LPIPS (a download otherwise), few steps, a short video",
+        "python",
+    ),
     Rule(r"resolution=256\)", "resolution=64)", "a 64^3 grid", "python"),
     Rule(r'"yaw-sweep", 128', '"yaw-sweep", 4', "four cameras", "python"),
     Rule(
@@ -125,7 +154,7 @@ SUBSTITUTIONS = [
 ]
 
 NOT_RUNNABLE = [
-    Rule(r"^make test$", None, "runs this test suite itself"),
+    Rule(r"^(?:\w+=\S+ )*make test$", None, "runs this test suite itself (plain or under CPU settings)"),
     Rule(
         r"^make demo$",
         None,
@@ -157,12 +186,44 @@ NOT_RUNNABLE = [
         document="training.md",
     ),
     Rule(r"load_inception\(", None, "needs the Inception file (a download)", "python"),
+    Rule(
+        r"^mimic3d view ",
+        None,
+        "serves until Ctrl-C; tests/test_viewer_app.py starts the command, loads the page and stops it, "
+        "and tests/test_viewer_browser.py drives the viewer from a headless browser",
+    ),
+    Rule(r"^ssh ", None, "a tunnel from another machine"),
+    Rule(
+        r"^bash benchmarks/gpu_check\.sh",
+        None,
+        "downloads wheels (--prepare) or needs a GPU machine; "
+        "MIMIC3D_CUDA_SUITE_DEVICE=cpu dry-runs tests/cuda",
+    ),
+    Rule(
+        r"patches\.distribution=beta patch_discriminator=null",
+        None,
+        "a stage-2 run needs its stage-1 run; tests/test_training_epigraf.py trains the same options "
+        "on the tiny Mimic3D (test_mimic3d_3d_branch_with_beta_patches_and_the_scale_aware_d)",
+        document="training.md",
+    ),
+    Rule(
+        r"^python examples/onnx_multiview\.py",
+        None,
+        "tests/test_export_network.py runs the example on an exported student, with torch blocked",
+    ),
+    Rule(
+        r"^mimic3d demo ",
+        None,
+        "trains for 7 minutes; "
+        "tests/test_training_report.py::test_demo_writes_a_complete_report runs it small",
+    ),
 ]
 
 # Names the docs use for inputs -> what stands in for them (made in a block's folder when the block
 # names them and does not write them itself; HOME is the folder's home/).
 STAND_INS = {
     "ffhq512.zip": "dataset",
+    "ffhq512-epigraf.zip": "dataset",
     "heads.zip": "dataset",
     "data.zip": "dataset",
     "~/datasets/FFHQ_512.zip": "dataset",
@@ -174,10 +235,13 @@ STAND_INS = {
     "network-snapshot-001000.pkl": "checkpoint",
     "net.safetensors": "checkpoint",
     "demo-output/runs/00000-tiny-mimic3d-heads": "run",
+    "demo-output/runs/00000-tiny-eg3d-heads": "run",
+    "demo-output/heads32-800-seed0.zip": "dataset",
     "runs/00001-ffhq": "run folder holding network-snapshot-001000",
     "dino.pt": "features",
     **{name: "photos" for name in ("photos/", "lego/", "cats/", "shots/", "transforms.json", "angles.json")},
     "poses.json": "photos",
+    **{name: "aligned" for name in ("photo.png", "dataset.json", "views/")},
 }
 
 
@@ -271,6 +335,21 @@ def _write_photos(root: Path) -> None:
     (root / "poses.json").write_text(json.dumps({"labels": poses}))
 
 
+def _write_aligned(root: Path) -> None:
+    """Square images with cameras for ``mimic3d invert``: photo.png with dataset.json, and views/ with
+    its transforms.json."""
+    labels = sample_labels(PRESETS["ffhq"], 3, generator=torch.Generator().manual_seed(1))
+    rng = np.random.default_rng(1)
+    (root / "views").mkdir()
+    for name in ("photo.png", "views/view0.png", "views/view1.png"):
+        PIL.Image.fromarray(rng.integers(0, 256, (32, 32, 3), np.uint8)).save(root / name)
+    (root / "dataset.json").write_text(json.dumps({"labels": [["photo.png", labels[0].tolist()]]}))
+    opengl, focal = to_opengl(labels[1:, :16].reshape(-1, 4, 4)), float(labels[0, 16])
+    frames = [{"file_path": f"view{i}.png", "transform_matrix": m.tolist()} for i, m in enumerate(opengl)]
+    blender = {"camera_angle_x": 2 * math.atan(0.5 / focal), "frames": frames}
+    (root / "views" / "transforms.json").write_text(json.dumps(blender))
+
+
 @pytest.fixture(scope="module")
 def shared(tmp_path_factory) -> dict[str, Path]:
     """One tiny dataset, one tiny trained run, a feature network and photo folders."""
@@ -290,6 +369,9 @@ def shared(tmp_path_factory) -> dict[str, Path]:
     photos = root / "photos-src"
     photos.mkdir()
     _write_photos(photos)
+    aligned = root / "aligned"
+    aligned.mkdir()
+    _write_aligned(aligned)
     return {
         "data": data,
         "data_folder": folder,
@@ -297,6 +379,7 @@ def shared(tmp_path_factory) -> dict[str, Path]:
         "single": single,
         "features": features,
         "photos": photos,
+        "aligned": aligned,
     }
 
 
@@ -324,8 +407,8 @@ def populate(folder: Path, block: Block, shared: dict[str, Path]) -> None:
             continue
         path = folder / name.replace("~", "home").rstrip("/")
         path.parent.mkdir(parents=True, exist_ok=True)
-        if kind == "photos":
-            path.symlink_to(shared["photos"] / path.name)
+        if kind in ("photos", "aligned"):
+            path.symlink_to(shared[kind] / path.name)
         elif kind.startswith("run folder"):
             path.mkdir()
             (path / "network-snapshot-001000").symlink_to(latest_checkpoint(shared["run"]))

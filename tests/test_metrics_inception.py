@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from numerics import assert_close, fan_in_sum
 from torch import Tensor, nn
 
 from mimic3d.metrics.detector import expected_state_shapes, inception_from_state_dict, load_inception
@@ -136,7 +137,7 @@ def test_state_dict_and_torchscript_detectors_agree(tmp_path):
     a, b = from_state(images), from_script(images)
     assert a.shape == (2, 2048) and a.dtype == torch.float32
     assert a.std() > 0 and not torch.allclose(a[0], a[1])
-    torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5)
+    assert_close(a, b, terms=fan_in_sum(net))  # TorchScript may run other kernels for the same network
 
 
 def test_optional_and_bad_tensors():

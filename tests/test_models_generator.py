@@ -9,6 +9,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 import yaml
+from numerics import assert_close, fan_in_sum
 
 from mimic3d.camera import intrinsics_matrix, make_label, orbit_cam2world
 from mimic3d.models import (
@@ -39,6 +40,13 @@ def _generator(name: str, seed: int = 0, **overrides) -> TriplaneGenerator:
             if name_.endswith(("noise_strength", "bias")) and "affine" not in name_:
                 p.copy_(torch.randn_like(p) * 0.1)
     return G
+
+
+def _render_terms(G: TriplaneGenerator) -> int:
+    """Reduction length behind a rendered pixel: the decoder's FCs, 4 bilinear taps on each of the
+    3 planes of both tri-planes, and the compositing sum over a ray's samples."""
+    rendering = G.config.rendering
+    return fan_in_sum(G.decoder) + 24 + rendering.num_coarse + rendering.num_importance
 
 
 @pytest.fixture(scope="module")
@@ -127,8 +135,9 @@ def test_chunked_and_unchunked_renders_are_identical(generators, name):
                 outputs.append(G.synthesis(ws, c, branch="3d", perturb=False, planes=planes))
     finally:
         G.renderer = original
+    # Other chunk sizes are other matrix shapes for the decoder, so other kernel blockings: rounding.
     for key in ("image", "image_depth"):
-        torch.testing.assert_close(outputs[0][key], outputs[1][key], rtol=0, atol=1e-6)
+        assert_close(outputs[0][key], outputs[1][key], terms=_render_terms(G))
 
 
 def test_cached_planes_give_the_same_images(generators):
@@ -140,6 +149,7 @@ def test_cached_planes_give_the_same_images(generators):
         for branch in ("2d", "3d"):
             direct = G.synthesis(ws, c, branch=branch, perturb=False)
             cached = G.synthesis(ws, c, branch=branch, perturb=False, planes=planes)
+            # The same kernels on the same inputs in one process: equal by construction.
             torch.testing.assert_close(direct["image"], cached["image"], rtol=0, atol=0)
 
 
@@ -151,14 +161,11 @@ def test_render_patch_equals_crop_of_full_3d_render(generators):
     with torch.no_grad():
         full = G.synthesis(ws, c, branch="3d", perturb=False)
         patch = G.render_patch(ws, c, top, left, size, perturb=False)
+    # Fewer rays are other matrix shapes for the decoder, so other kernel blockings: rounding.
     for i in range(2):
         window = (slice(top[i], top[i] + size), slice(left[i], left[i] + size))
-        torch.testing.assert_close(
-            patch["image"][i], full["image"][i][:, window[0], window[1]], rtol=0, atol=1e-6
-        )
-        torch.testing.assert_close(
-            patch["image_depth"][i], full["image_depth"][i][:, window[0], window[1]], rtol=0, atol=1e-6
-        )
+        for key in ("image", "image_depth"):
+            assert_close(patch[key][i], full[key][i][:, window[0], window[1]], terms=_render_terms(G))
 
 
 def _density_brute_force(G: TriplaneGenerator, planes: Triplanes, points: torch.Tensor) -> torch.Tensor:
@@ -185,7 +192,7 @@ def test_sample_density_is_the_summed_field_the_renderer_decodes(generators):
         expected = _density_brute_force(G, planes, points)
         coarse_only = G.renderer.sample_density(planes.coarse, G.decoder, points)
     assert sigma.shape == (2, 300, 1)
-    torch.testing.assert_close(sigma, expected, rtol=0, atol=1e-5)
+    assert_close(sigma, expected, terms=_render_terms(G))  # grid_sample vs our sampler, then the same MLP
     assert (sigma - coarse_only).abs().max() > 1e-3  # the residual tri-plane is part of the field
 
 
@@ -197,8 +204,9 @@ def test_truncation_psi_zero_gives_w_avg_driven_outputs(generators):
         ws = G.mapping(torch.randn(3, 16), c, truncation_psi=0.0)
         images = G(torch.randn(3, 16), c, truncation_psi=0.0, perturb=False)["image"]
         cut = G.mapping(torch.randn(3, 16), c, truncation_psi=0.0, truncation_cutoff=2)
+    # lerp(w_avg, w, 0) is w_avg exactly; the images of one batch may round differently per sample.
     torch.testing.assert_close(ws, G.backbone.mapping.w_avg.expand_as(ws), rtol=0, atol=0)
-    torch.testing.assert_close(images[1:], images[:1].expand(2, -1, -1, -1), rtol=0, atol=1e-6)
+    assert_close(images[1:], images[:1].expand(2, -1, -1, -1), terms=fan_in_sum(G))
     assert torch.equal(cut[:, :2], G.backbone.mapping.w_avg.expand(3, 2, -1))
     assert not torch.allclose(cut[:, 2:], G.backbone.mapping.w_avg.expand(3, G.num_ws - 2, -1))
 
@@ -206,6 +214,7 @@ def test_truncation_psi_zero_gives_w_avg_driven_outputs(generators):
 def test_pose_conditioning_scale_and_zeroing():
     z, c = torch.randn(2, 16), _cameras(2)
     scaled = _generator("tiny-eg3d", c_scale=0.5)
+    # Scaling c then mapping is what G.mapping does, op for op: equal by construction.
     torch.testing.assert_close(scaled.mapping(z, c), scaled.backbone.mapping(z, c * 0.5), rtol=0, atol=0)
     zeroed = _generator("tiny-eg3d", c_gen_conditioning_zero=True)
     torch.testing.assert_close(zeroed.mapping(z, c), zeroed.backbone.mapping(z, torch.zeros_like(c)))
@@ -217,8 +226,10 @@ def test_fused_and_per_sample_modulation_agree(generators):
     with torch.no_grad():
         fused = G.planes(ws, fused_modconv=True)
         unfused = G.planes(ws, fused_modconv=False)
-    torch.testing.assert_close(fused.coarse, unfused.coarse, rtol=0, atol=1e-4)
-    torch.testing.assert_close(fused.residual, unfused.residual, rtol=0, atol=1e-4)
+    # One grouped convolution vs per-sample scaled weights: the same sums in another order.
+    synthesis = fan_in_sum(G.backbone.synthesis)
+    assert_close(fused.coarse, unfused.coarse, terms=synthesis)
+    assert_close(fused.residual, unfused.residual, terms=synthesis)
 
 
 def test_gradients_reach_every_parameter():
@@ -277,7 +288,7 @@ def test_generator_presets_share_the_training_presets_names():
     # One naming scheme: every training preset names the generator its runs start with.
     for name in preset_names():
         assert generator_preset(name) == load_config(name, ["run.init_from=x"])[0].generator, name
-    tiny = {"tiny-eg3d", "tiny-mimic3d-stage1", "tiny-mimic3d"}
+    tiny = {"tiny-eg3d", "tiny-mimic3d-stage1", "tiny-mimic3d", "tiny-epigraf", "tiny-epigraf-bg"}
     assert set(generator_preset_names()) == {*preset_names(), *tiny}
     stage2 = generator_preset("mimic3d-ffhq512-stage2")
     assert stage2.aware3d and stage2.sr3d and not generator_preset("mimic3d-ffhq512-stage1").sr3d

@@ -3,6 +3,8 @@
 Each fixture holds an official-format G_ema's weights (randomised off their init values), its init
 kwargs and the outputs of the official forward pass run deterministically (noise_mode "const",
 stratified jitter off, det=True importance sampling). Loading is a plain ``load_state_dict``.
+Outputs must match within float32 rounding of the generator's reductions (``_assert_close``); a
+deliberately wrong constant or plane projection must not.
 """
 
 from __future__ import annotations
@@ -12,13 +14,14 @@ from pathlib import Path
 
 import pytest
 import torch
+from numerics import assert_close, assert_not_close, fan_in_sum
 from safetensors.torch import load_file
 
+import mimic3d.render.decoder as decoder_module
 from mimic3d.models import GeneratorConfig, TriplaneGenerator
 from mimic3d.render import RenderConfig
 
 FIXTURES = Path(__file__).parent / "fixtures" / "parity"
-TOLERANCE = 1e-4
 # Official super-resolution classes -> (our kind, their hard-coded block widths).
 SUPERRESOLUTION = {
     "SuperresolutionHybrid2X": ("hybrid2x", (128, 64)),
@@ -73,9 +76,15 @@ def _load(name: str) -> tuple[TriplaneGenerator, dict[str, torch.Tensor]]:
     return G, load_file(FIXTURES / meta["io_file"])
 
 
-def _assert_close(ours: torch.Tensor, theirs: torch.Tensor) -> None:
+def _terms(G: TriplaneGenerator) -> int:
+    """Every output is a chain of G's matrix products and convolutions (each path sums at most
+    fan_in_sum terms) and, for renders, the compositing sum over a ray's samples."""
+    return fan_in_sum(G) + G.config.rendering.num_coarse + G.config.rendering.num_importance
+
+
+def _assert_close(ours: torch.Tensor, theirs: torch.Tensor, G: TriplaneGenerator) -> None:
     assert ours.shape == theirs.shape
-    assert (ours - theirs).abs().max().item() <= TOLERANCE
+    assert_close(ours, theirs, terms=_terms(G))
 
 
 @pytest.fixture(scope="module")
@@ -91,17 +100,17 @@ def mimic3d():
 @torch.no_grad()
 def test_eg3d_mapping_and_images_match_official(eg3d):
     G, io = eg3d
-    _assert_close(G.mapping(io["z"], io["c"]), io["ws"])
-    _assert_close(G.mapping(io["z"], io["c"], truncation_psi=0.7), io["ws_psi07"])
+    _assert_close(G.mapping(io["z"], io["c"]), io["ws"], G)
+    _assert_close(G.mapping(io["z"], io["c"], truncation_psi=0.7), io["ws_psi07"], G)
     out = G(io["z"], io["c"])
     for key in ("image", "image_raw", "image_depth"):
-        _assert_close(out[key], io[key])
+        _assert_close(out[key], io[key], G)
     truncated = G.synthesis(io["ws_psi07"], io["c"])
-    _assert_close(truncated["image_raw"], io["psi07_image_raw"])
-    _assert_close(truncated["image_depth"], io["psi07_image_depth"])
+    _assert_close(truncated["image_raw"], io["psi07_image_raw"], G)
+    _assert_close(truncated["image_depth"], io["psi07_image_depth"], G)
     # Generator pose conditioning: ws from one camera, rays from another.
-    _assert_close(G.synthesis(io["ws_cond"], io["c"])["image_raw"], io["gpc_image_raw"])
-    _assert_close(G.sample_density(io["points"], io["ws"]), io["density"])
+    _assert_close(G.synthesis(io["ws_cond"], io["c"])["image_raw"], io["gpc_image_raw"], G)
+    _assert_close(G.sample_density(io["points"], io["ws"]), io["density"], G)
 
 
 @torch.no_grad()
@@ -110,21 +119,40 @@ def test_eg3d_render_at_the_super_resolution_input_size(eg3d):
     out = G.synthesis(
         io["ws"][:1], io["c"][:1], neural_rendering_resolution=G.superresolution.input_resolution
     )
-    _assert_close(out["image"], io["srin_image"])
+    _assert_close(out["image"], io["srin_image"], G)
     # The official SR adds its first ToRGB into image_raw in place at this size; ours keeps the raw
     # render intact, so the official image_raw is ours plus that block's contribution, not equal.
-    assert (out["image_raw"] - io["srin_image_raw"]).abs().max() > TOLERANCE
+    assert_not_close(out["image_raw"], io["srin_image_raw"], terms=_terms(G))
 
 
 @torch.no_grad()
 def test_mimic3d_both_branches_match_official(mimic3d):
     G, io = mimic3d
-    _assert_close(G.mapping(io["z"], io["c"]), io["ws"])
-    _assert_close(G.mapping(io["z"], io["c"], truncation_psi=0.7), io["ws_psi07"])
+    _assert_close(G.mapping(io["z"], io["c"]), io["ws"], G)
+    _assert_close(G.mapping(io["z"], io["c"], truncation_psi=0.7), io["ws_psi07"], G)
     out2d = G(io["z"], io["c"], branch="2d")
     for key in ("image", "image_raw", "image_depth"):
-        _assert_close(out2d[key], io[f"2d_{key}"])
+        _assert_close(out2d[key], io[f"2d_{key}"], G)
     out3d = G.synthesis(io["ws"], io["c"], branch="3d", neural_rendering_resolution=io["3d_image"].shape[-1])
-    _assert_close(out3d["image"], io["3d_image"])
-    _assert_close(out3d["image_depth"], io["3d_image_depth"])
-    _assert_close(G.sample_density(io["points"], io["ws"]), io["density"])
+    _assert_close(out3d["image"], io["3d_image"], G)
+    _assert_close(out3d["image_depth"], io["3d_image_depth"], G)
+    _assert_close(G.sample_density(io["points"], io["ws"]), io["density"], G)
+
+
+@torch.no_grad()
+def test_a_wrong_colour_constant_fails_the_parity_tolerance(eg3d, monkeypatch):
+    """MipNeRF's widened sigmoid with 0.002 instead of EG3D's 0.001: the raw render must fail."""
+    G, io = eg3d
+    monkeypatch.setattr(decoder_module, "_COLOUR_SHIFT", 0.002)
+    monkeypatch.setattr(decoder_module, "_COLOUR_SCALE", 1 + 2 * 0.002)
+    assert_not_close(G(io["z"], io["c"])["image_raw"], io["image_raw"], terms=_terms(G))
+
+
+@torch.no_grad()
+def test_swapped_planes_fail_the_parity_tolerance(mimic3d, monkeypatch):
+    """Mimic3D's weights projected with EG3D's (x,y), (x,z), (z,x) planes instead of its own."""
+    G, io = mimic3d
+    monkeypatch.setattr(G, "renderer", G.renderer.with_options(convention="eg3d"))
+    assert_not_close(G.sample_density(io["points"], io["ws"]), io["density"], terms=_terms(G))
+    out = G(io["z"], io["c"], branch="2d")
+    assert_not_close(out["image_raw"], io["2d_image_raw"], terms=_terms(G))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+from numerics import assert_close
 
 from mimic3d.camera import intrinsics_matrix, look_at, orbit_cam2world
 from mimic3d.render import (
@@ -47,7 +48,7 @@ def test_ray_through_projected_point_hits_it_with_skew_and_offset_centre() -> No
     origins, directions = rays_from_uv(cam2world, intrinsics, uv)
     offsets = points - origins[0]
     along = (offsets * directions[0]).sum(-1, keepdim=True)
-    torch.testing.assert_close(offsets, along * directions[0], rtol=0, atol=1e-5)
+    assert_close(offsets, along * directions[0], terms=3, depth=6)  # pose, inverse, projection, ray
 
 
 def test_patch_rays_equal_sub_block_of_image_rays() -> None:
@@ -58,22 +59,24 @@ def test_patch_rays_equal_sub_block_of_image_rays() -> None:
     patch_o, patch_d = generate_patch_rays(cam2world, intrinsics, 16, top, left, 6)
     for i in range(2):
         block = full_d.view(2, 16, 16, 3)[i, top[i] : top[i] + 6, left[i] : left[i] + 6].reshape(36, 3)
-        assert torch.equal(patch_d[i], block)
-        assert torch.equal(patch_o[i], full_o[i, :36])
+        # The same pixels' rays, from batched products of another shape: equal up to rounding.
+        assert_close(patch_d[i], block, terms=3, depth=2)
+        assert_close(patch_o[i], full_o[i, :36], terms=3, depth=2)
 
 
 def test_scaled_patch_with_unit_scale_is_the_full_image() -> None:
     cam2world, intrinsics = frontal_camera(batch=2)
     full = generate_rays(cam2world, intrinsics, 8)
     patch = generate_scaled_patch_rays(cam2world, intrinsics, 8, torch.ones(2), torch.zeros(2, 2))
-    assert torch.equal(patch[0], full[0]) and torch.equal(patch[1], full[1])
+    assert_close(patch[0], full[0], terms=3, depth=2)
+    assert_close(patch[1], full[1], terms=3, depth=2)
 
 
 def test_half_scale_patch_matches_pixel_window_of_double_resolution_image() -> None:
     # A patch of r pixels at scale 1/2 samples the pixel centres of a 2r image, shifted by the offset.
     uv = scaled_patch_uv(4, torch.tensor([0.5]), torch.tensor([[3 / 8, 2 / 8]]))
     full = image_uv(8).view(8, 8, 2)
-    torch.testing.assert_close(uv.view(4, 4, 2), full[2:6, 3:7], rtol=0, atol=1e-7)
+    assert_close(uv.view(4, 4, 2), full[2:6, 3:7], depth=2)  # offset + scale * u against (i + 0.5) / 8
 
 
 @pytest.mark.parametrize(

@@ -26,8 +26,11 @@ def test_reference_generator_is_reproducible_and_not_degenerate():
     for (name, a), b in zip(first.state_dict().items(), second.state_dict().values()):
         assert torch.equal(a, b), name
     with np.load(doctor.REFERENCE_FILE) as stored:
-        assert set(stored.files) == {"image_2d", "depth_2d", "image_3d", "depth_3d"}
-        assert all(stored[key].std() > 1e-2 for key in ("image_2d", "image_3d", "depth_3d"))
+        assert set(stored.files) == {
+            "image_2d", "depth_2d", "image_3d", "depth_3d", "epigraf_image", "epigraf_depth"
+        }  # fmt: skip
+        keys = ("image_2d", "image_3d", "depth_3d", "epigraf_image", "epigraf_depth")
+        assert all(stored[key].std() > 1e-2 for key in keys)
 
 
 def test_black_renders_fail_the_check(capsys, monkeypatch):

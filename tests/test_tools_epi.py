@@ -7,6 +7,7 @@ import math
 import numpy as np
 import pytest
 import torch
+from numerics import assert_close, fan_in_sum
 
 from mimic3d.camera import intrinsics_matrix, look_at, make_label
 from mimic3d.models import TriplaneGenerator, generator_preset
@@ -112,7 +113,8 @@ def test_row_renderers_equal_rows_of_full_renders():
     for branch in ("2d", "3d"):
         full, _ = render_branch(G, ws, c, branch, planes)
         row = model_row_renderer(G, ws, planes, branch, row=0.25)(c)
-        torch.testing.assert_close(row, full[0, :, 8].T, atol=1e-5, rtol=1e-5)
+        # One row of rays is another batch shape for every kernel: rounding of the whole generator.
+        assert_close(row, full[0, :, 8].T, terms=fan_in_sum(G) + G.config.rendering.num_coarse * 2)
     labels = torch.cat([c, c])
     epis = seed_epis(G, ws, labels, ("2d", "3d"), row=0.25)
     assert set(epis) == {"2d", "3d"} and epis["3d"].shape == (2, 32, 3)

@@ -58,3 +58,18 @@ def test_mesh_level_looks_inside_the_border_only():
     assert choose_level(volume, 2 / 16) == (EG3D_LEVEL, False)
     with pytest.raises(ValueError, match="flat"):
         choose_level(np.zeros((8, 8, 8), np.float32), 1 / 8)
+
+
+def test_epigraf_demo_reports_its_direct_render(tmp_path):
+    outdir = tmp_path / "demo"
+    args = ["--preset", "tiny-epigraf-heads", "--outdir", str(outdir), "--minutes", "0.01", "--images", "16"]
+    args += ["--video-frames", "4", "--metric-images", "16", "generator.rendering.num_coarse=4"]
+    assert main(["demo", *args]) == 0
+    report = outdir / "report"
+    factor = DISPLAY_SIZE // 32
+    width, height = PIL.Image.open(report / "samples.png").size
+    assert (width, height) == (factor * (8 * 32 + 7 * 2), factor * (2 * 32 + 2))  # image and depth rows
+    metrics = json.loads((report / "metrics.json").read_text())
+    assert np.isfinite(metrics["3d/swd_x1e3_avg"]) and metrics["3d/reprojection_psnr"] > 0
+    assert not any(key.startswith("2d/") for key in metrics)
+    assert (report / "multiview_3d.mp4").is_file() and list((outdir / "runs").glob("*/events.out.tfevents.*"))

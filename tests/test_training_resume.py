@@ -9,7 +9,7 @@ import textwrap
 
 import pytest
 import torch
-from training_support import tiny_config, write_random_dataset
+from training_support import RESUME_OVERRIDES, tiny_config, write_random_dataset
 
 import mimic3d.training.snapshot as snapshot_module
 from mimic3d.training.loop import Trainer, TrainingDiverged
@@ -21,18 +21,6 @@ from mimic3d.training.snapshot import (
     load_snapshot,
     resolve_snapshot,
 )
-
-# Every regulariser every other step and ADA moving p every step, so that all state is exercised
-# on both sides of the resume point.
-RESUME_OVERRIDES = [
-    "loss.density_reg_interval=2",
-    "loss.r1_interval=2",
-    "loss.patch_r1_interval=2",
-    "augment.mode=ada",
-    "augment.interval=1",
-    "augment.p=0.5",
-    "augment.speed_kimg=0.1",
-]
 
 
 @pytest.fixture(scope="module")

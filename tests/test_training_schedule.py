@@ -10,8 +10,9 @@ from torch import nn
 
 from mimic3d.losses import blur_images
 from mimic3d.models.discriminator import resize_raw_image
-from mimic3d.training.loss import Chunk, TriplaneGANLoss, crop_windows, random_windows
+from mimic3d.training.loss import Chunk, TriplaneGANLoss
 from mimic3d.training.optimization import GRAD_CLAMP, Phase, build_phases, optimizer_step, update_ema
+from mimic3d.training.patches import crop_windows, random_windows
 from mimic3d.training.presets import load_config
 from mimic3d.training.schedule import Progress, progress_at
 

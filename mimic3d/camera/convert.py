@@ -16,6 +16,8 @@ import math
 
 import torch
 
+from mimic3d.camera.intrinsics import epigraf_focal, intrinsics_matrix
+from mimic3d.camera.label import make_label
 from mimic3d.camera.pose import PITCH_EPS, look_at
 from mimic3d.camera.tensors import TensorLike, as_float_tensor, broadcast_float_tensors
 
@@ -87,6 +89,16 @@ def to_angles(cam2world: TensorLike) -> tuple[torch.Tensor, torch.Tensor]:
     right = cam2world[..., :3, 0]
     roll = torch.atan2((right * unrolled[..., :3, 1]).sum(-1), (right * unrolled[..., :3, 0]).sum(-1))
     return torch.stack((yaw, pitch, roll), dim=-1), radius
+
+
+def epigraf_label(angles: TensorLike, radius: TensorLike = 1.0, fov_degrees: float = 12.0) -> torch.Tensor:
+    """Labels ``[..., 25]`` of EpiGRAF cameras: angles ``[..., 3]`` (yaw, pitch, roll) at ``radius``
+    looking at the origin, with EpiGRAF's field of view (``epigraf_focal``; render with the "corners"
+    pixel grid, as EpiGRAF models do). Defaults: its FFHQ cameras (radius 1, fov 12 degrees)."""
+    angles = as_float_tensor(angles, "angles", trailing=(3,))
+    pose = from_angles(angles[..., 0], angles[..., 1], angles[..., 2], radius)
+    intrinsics = intrinsics_matrix(epigraf_focal(float(fov_degrees)))
+    return make_label(pose, intrinsics.to(pose.dtype))
 
 
 def _flip_camera_y_z(cam2world: torch.Tensor) -> torch.Tensor:

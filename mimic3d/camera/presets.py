@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 import torch
 
-from mimic3d.camera.intrinsics import intrinsics_matrix
+from mimic3d.camera.intrinsics import epigraf_focal, intrinsics_matrix
 from mimic3d.camera.label import make_label
 from mimic3d.camera.pose import orbit_cam2world
 
@@ -51,7 +51,9 @@ class CameraPreset:
 # Focal, radius and pivot: EG3D's dataset labels and rendering_kwargs (focal 4.2647 ~ fov 18.83 deg,
 # 1.7074 = fov 45 deg in its convention). Pose spreads: FFHQ/AFHQ
 # use the pi-GAN face/cat statistics (yaw 0.3, pitch 0.155); ShapeNet cars cover the full 360
-# degrees of yaw over the upper hemisphere (pitch in [0, pi/2]), uniformly in area.
+# degrees of yaw over the upper hemisphere (pitch in [0, pi/2]), uniformly in area. EpiGRAF's
+# cameras (configs/dataset): FFHQ and cats fov 12 deg at radius 1 around the origin (its faces use
+# the same pose spread), Megascans fov 30 deg at radius 1 over the whole sphere, uniformly in area.
 PRESETS: dict[str, CameraPreset] = {
     "ffhq": CameraPreset(
         "ffhq", focal=4.2647, radius=2.7, pivot=(0.0, 0.0, 0.2), yaw_std=0.3, pitch_std=0.155
@@ -67,6 +69,23 @@ PRESETS: dict[str, CameraPreset] = {
         yaw_std=math.pi,
         pitch_std=math.pi / 4,
         pitch_mean=math.pi / 4,
+        distribution="uniform",
+    ),
+    "epigraf-ffhq": CameraPreset(
+        "epigraf-ffhq",
+        focal=epigraf_focal(12.0),
+        radius=1.0,
+        pivot=(0.0, 0.0, 0.0),
+        yaw_std=0.3,
+        pitch_std=0.155,
+    ),
+    "epigraf-megascans": CameraPreset(
+        "epigraf-megascans",
+        focal=epigraf_focal(30.0),
+        radius=1.0,
+        pivot=(0.0, 0.0, 0.0),
+        yaw_std=math.pi,
+        pitch_std=math.pi / 2,
         distribution="uniform",
     ),
 }

@@ -1,4 +1,4 @@
-"""Checkpoints: reading official EG3D/Mimic3D network pickles safely (no embedded code runs)."""
+"""Checkpoints: reading official EG3D/Mimic3D/EpiGRAF network pickles safely (no embedded code runs)."""
 
 from __future__ import annotations
 

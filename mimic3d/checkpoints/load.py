@@ -2,13 +2,14 @@
 
 ``load`` accepts everything ``resolve.resolve_checkpoint`` does: a run folder (its latest snapshot),
 our portable checkpoints (a folder, one of its network folders, or one ``.safetensors`` file, see
-``portable``) and official EG3D / Mimic3D network pickles (``network-snapshot-*.pkl``). Pickles
+``portable``) and official EG3D / Mimic3D / EpiGRAF network pickles (``network-snapshot-*.pkl``). Pickles
 are read by the restricted unpickler of ``safe_unpickle`` (their embedded code never runs); the
 architecture is rebuilt from the recorded constructor arguments, ``rendering_kwargs``,
 ``neural_rendering_resolution`` and the super-resolution class, and the official state dicts
 are copied onto our modules, whose parameter names are the official ones. EG3D weights get the
 legacy "eg3d" plane projection, Mimic3D weights the "xyz" one. Buffers that pickles written outside
-EG3D's training loop lack (``OPTIONAL_BUFFERS``) take their defaults, with a warning.
+EG3D's training loop lack (``OPTIONAL_BUFFERS``) take their defaults, with a warning. EpiGRAF
+generators are rebuilt from the OmegaConf config they carry, read as inert data (``epigraf``).
 """
 
 from __future__ import annotations
@@ -23,7 +24,14 @@ from typing import Any
 import torch
 from torch import nn
 
-from mimic3d.checkpoints.portable import assign_weights, is_portable_file, load_checkpoint, save_checkpoint
+from mimic3d.checkpoints.epigraf import epigraf_generator, is_epigraf_generator
+from mimic3d.checkpoints.portable import (
+    assign_weights,
+    is_portable_file,
+    load_checkpoint,
+    read_metadata,
+    save_checkpoint,
+)
 from mimic3d.checkpoints.records import ModuleRecord
 from mimic3d.checkpoints.resolve import resolve_checkpoint
 from mimic3d.checkpoints.safe_unpickle import read_official_pickle
@@ -52,6 +60,7 @@ _MIMIC3D_INERT_OPTIONS = {
     "aware3d_att": False,
 }
 _STAGE2_RETIDX = [-3, -1]  # Mimic3D stage 2 returns (P^c, P^r): the 3D-aware output and S^3D's last one
+_DISCRIMINATOR_CLASSES = ("DualDiscriminator", "SingleDiscriminator")
 # Generator buffers EG3D's training loop adds (training_loop.py registers the dataset's label std on G);
 # a G pickled elsewhere (PTI and other tools) has none. Only recorded, never used for generation.
 OPTIONAL_BUFFERS = ("dataset_label_std",)
@@ -92,8 +101,8 @@ def load_networks(
     """Networks of a checkpoint by name (``G_ema``, ``G``, ``D``, ``D_patch``; default: all it holds).
 
     ``path`` is anything ``resolve_checkpoint`` accepts; a network folder holds one network, named
-    by its folder. For official pickles, networks we cannot rebuild (e.g. the ADA ``augment_pipe``)
-    are skipped.
+    by its folder. For official pickles, networks we cannot rebuild (e.g. the ADA ``augment_pipe``,
+    EpiGRAF's discriminator) are skipped unless named.
     """
     device = resolve_device(device)
     location = resolve_checkpoint(path)
@@ -119,8 +128,19 @@ def load_networks(
     )
     raise ValueError(
         f"{path}: unknown checkpoint format{hint}; expected a mimic3d folder or .safetensors file, "
-        "or an official EG3D/Mimic3D network pickle"
+        "or an official EG3D/Mimic3D/EpiGRAF network pickle"
     )
+
+
+def checkpoint_metadata(path: str | os.PathLike) -> dict[str, Any]:
+    """The JSON metadata saved with a portable checkpoint, for any path ``resolve_checkpoint`` accepts
+    ({} for a network folder and for official pickles, which keep none)."""
+    location = resolve_checkpoint(path)
+    if location.network is not None:
+        return {}
+    if location.path.is_dir() or is_portable_file(location.path):
+        return read_metadata(location.path)
+    return {}
 
 
 # ----------------------------------------------------------------------------- official pickles
@@ -138,7 +158,14 @@ def networks_from_official_pickle(
         "D_patch": official_discriminator,
     }
     available = [n for n in builders if isinstance(snapshot.get(n), ModuleRecord)]
-    if names is not None:
+    if names is None:
+        # EpiGRAF's discriminator (class Discriminator) is not imported; load its generators.
+        available = [
+            n
+            for n in available
+            if n not in ("D", "D_patch") or snapshot[n].class_name in _DISCRIMINATOR_CLASSES
+        ]
+    else:
         absent = [n for n in names if n not in available]
         if absent:
             raise ValueError(f"{Path(path).name}: has no network {absent}; it holds {available}")
@@ -146,7 +173,10 @@ def networks_from_official_pickle(
 
 
 def official_generator(record: ModuleRecord, where: str = "G_ema") -> TriplaneGenerator:
-    """A ``TriplaneGenerator`` with the weights of an official (Dual)TriPlaneGenerator record."""
+    """A ``TriplaneGenerator`` with the weights of an official (Dual)TriPlaneGenerator record or
+    EpiGRAF ``Generator`` record (see ``mimic3d.checkpoints.epigraf``)."""
+    if is_epigraf_generator(record):
+        return epigraf_generator(record, where)
     generator = TriplaneGenerator(generator_config_from_official(record, where))
     state = record.state_dict()
     for name in OPTIONAL_BUFFERS:

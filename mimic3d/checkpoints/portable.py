@@ -46,6 +46,7 @@ _BUILTIN_MODULES: dict[str, str] = {
     "DualDiscriminator": "mimic3d.models.discriminator",
     "PatchDiscriminator": "mimic3d.models.patch_discriminator",
     "HyperModulatedPatchDiscriminator": "mimic3d.models.patch_discriminator",
+    "StudentGenerator": "mimic3d.models.student",
 }
 _REGISTERED: dict[str, type[nn.Module]] = {}
 
@@ -341,6 +342,32 @@ def load_checkpoint(
     else:
         networks, metadata = _read_file(path, names)
     return {name: module.to(device) for name, module in networks.items()}, metadata
+
+
+def read_metadata(path: str | os.PathLike) -> dict[str, Any]:
+    """The user metadata of a portable checkpoint (folder or ``.safetensors``) without its weights.
+
+    A single network folder (``ckpt/G_ema``) has none: returns {}.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"checkpoint not found: {path}")
+    if path.is_dir():
+        if not (path / CHECKPOINT_FILE).exists():
+            return {}
+        index = _read_json(path / CHECKPOINT_FILE)
+        metadata = index.get("metadata", {}) if isinstance(index, dict) else {}
+        return metadata if isinstance(metadata, dict) else {}
+    try:
+        with safe_open(str(path), framework="pt", device="cpu") as f:
+            header = f.metadata() or {}
+    except (SafetensorError, OSError) as err:
+        raise ValueError(f"{path}: unreadable safetensors file (truncated or corrupted?): {err}") from err
+    try:
+        metadata = json.loads(header.get("metadata", "{}"))
+    except json.JSONDecodeError as err:
+        raise ValueError(f"{path}: header 'metadata' is not valid JSON ({err})") from err
+    return metadata if isinstance(metadata, dict) else {}
 
 
 def _read_json(path: Path) -> Any:

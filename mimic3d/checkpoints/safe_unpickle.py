@@ -1,4 +1,4 @@
-"""Read official EG3D / Mimic3D network pickles without executing the code they embed.
+"""Read official EG3D / Mimic3D / EpiGRAF network pickles without executing the code they embed.
 
 Official snapshots (``network-snapshot-*.pkl``) are ``pickle.dump(dict(G=..., D=..., G_ema=...,
 training_set_kwargs=..., augment_pipe=...))``. Each network class is decorated by
@@ -8,6 +8,12 @@ a normal unpickler would ``exec(module_src)``. Here that call is answered by bui
 :class:`~mimic3d.checkpoints.records.ModuleRecord`, plain helper classes of the official code
 (``training.*``, ``torch.nn.modules.*``) become records too, tensors are rebuilt from their bytes by
 our own decoder, and every other global is refused with an error naming it.
+
+EpiGRAF's pickles name the same hooks under ``src.`` (``src.torch_utils.persistence``,
+``src.dnnlib.util.EasyDict``) and also hold its OmegaConf configs, its Adam optimisers and
+``collections.defaultdict``s: configs become inert ``omegaconf_data.ConfigRecord``s (read with
+``config_to_plain``), optimisers records, defaultdicts plain dicts, and the types that OmegaConf
+metadata mentions (``typing.Any``, ``builtins.dict`` ...) markers that cannot be called.
 
 The unpickler is the pure-Python ``pickle._Unpickler`` so that the BUILD opcode (which calls
 ``__setstate__`` on whatever object is on the stack) can be restricted as well.
@@ -27,13 +33,19 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from mimic3d.checkpoints.omegaconf_data import OMEGACONF_CLASSES, ConfigRecord, config_record_type
 from mimic3d.checkpoints.records import ModuleRecord, UnsafePickleError
 from mimic3d.checkpoints.storage_bytes import LoadedStorage, storage_from_bytes
 
-# Official classes that are not persistent (OSGDecoder, ImportanceRenderer, ...) and torch's own
-# containers are pickled by reference; they become records and never run.
-RECORD_MODULE_PREFIXES = ("training.", "torch.nn.modules.")
-DICT_CLASSES = frozenset({"dnnlib.util.EasyDict", "dnnlib.EasyDict"})
+# Official classes that are not persistent (OSGDecoder, ImportanceRenderer, ...), torch's own
+# containers and optimisers are pickled by reference; they become records and never run.
+RECORD_MODULE_PREFIXES = ("training.", "src.training.", "torch.nn.modules.", "torch.optim.")
+DICT_CLASSES = frozenset(
+    {"dnnlib.util.EasyDict", "dnnlib.EasyDict", "src.dnnlib.util.EasyDict", "src.dnnlib.EasyDict"})
+# Types that OmegaConf metadata names (ref_type, key_type, ...): kept as inert markers.
+TYPE_MARKER_NAMES = frozenset(
+    {"typing.Any", "builtins.dict", "builtins.list", "builtins.str", "builtins.int", "builtins.float",
+     "builtins.bool", "builtins.object", "builtins.bytes", "builtins.tuple"})
 TORCH_DTYPE_NAMES = frozenset(
     name for name in dir(torch)
     if not name.startswith("_") and isinstance(getattr(torch, name, None), torch.dtype))
@@ -49,6 +61,14 @@ class _TensorClassMarker:
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         raise UnsafePickleError(f"refusing to construct {self.name} directly")
+
+
+def _plain_defaultdict(default_factory: Any = None, *args: Any) -> dict:
+    """``collections.defaultdict`` rebuilt as a plain dict: its pickled items follow, and the default
+    factory (a marker here) is never needed to read data."""
+    if args:
+        raise UnsafePickleError(f"refusing collections.defaultdict with arguments {args!r}")
+    return {}
 
 
 _TENSOR_TYPES = {"torch.Tensor": _TensorClassMarker("torch.Tensor"),
@@ -85,11 +105,13 @@ class RestrictedUnpickler(pickle._Unpickler):
     def __init__(self, file: BinaryIO, origin: str) -> None:
         super().__init__(file)
         self.origin = origin
-        self._record_types: dict[str, type[_PlainClassRecord]] = {}
+        self._record_types: dict[str, type] = {}
         self._tensor_builders: tuple[Callable[..., Tensor], ...] = (
             self._rebuild_tensor, self._rebuild_tensor_v2, self._rebuild_tensor_v3)
         self._functions: dict[str, Any] = {
             "torch_utils.persistence._reconstruct_persistent_obj": self._persistent_record,
+            "src.torch_utils.persistence._reconstruct_persistent_obj": self._persistent_record,
+            "collections.defaultdict": _plain_defaultdict,
             "torch._utils._rebuild_tensor": self._rebuild_tensor,
             "torch._utils._rebuild_tensor_v2": self._rebuild_tensor_v2,
             "torch._utils._rebuild_tensor_v3": self._rebuild_tensor_v3,
@@ -126,6 +148,12 @@ class RestrictedUnpickler(pickle._Unpickler):
             return dict
         if module == "torch" and name in TORCH_DTYPE_NAMES:
             return getattr(torch, name)
+        if qualified in TYPE_MARKER_NAMES:
+            return self._functions.setdefault(qualified, _TensorClassMarker(qualified))
+        if qualified in OMEGACONF_CLASSES:
+            if qualified not in self._record_types:
+                self._record_types[qualified] = config_record_type(qualified)
+            return self._record_types[qualified]
         if module.startswith(RECORD_MODULE_PREFIXES) and name.isidentifier():
             return self._record_type(module, name)
         if module.startswith("dnnlib.tflib"):
@@ -150,7 +178,7 @@ class RestrictedUnpickler(pickle._Unpickler):
     def _load_build(self) -> None:
         state = self.stack.pop()
         inst = self.stack[-1]
-        if isinstance(inst, ModuleRecord):
+        if isinstance(inst, ModuleRecord | ConfigRecord):
             inst.absorb_state(state, self.origin)
         elif isinstance(inst, (np.ndarray, np.dtype)):
             inst.__setstate__(state)
@@ -283,7 +311,7 @@ def _as_snapshot(data: Any, origin: str) -> dict[str, Any]:
 
 
 def read_official_pickle(path: str | os.PathLike[str]) -> dict[str, Any]:
-    """Read an official EG3D/Mimic3D network pickle as inert records; no pickled code runs.
+    """Read an official EG3D/Mimic3D/EpiGRAF network pickle as inert records; no pickled code runs.
 
     Returns ``{"G_ema": ModuleRecord, "G": ..., "D": ..., "training_set_kwargs": dict | None,
     "augment_pipe": ...}`` plus any other entry of the file (Mimic3D stage 2 adds ``"D_patch"``).

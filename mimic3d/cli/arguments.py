@@ -17,8 +17,8 @@ from mimic3d.paths import expand_path
 
 CHECKPOINT_HELP = (
     "checkpoint: a run folder (its latest snapshot), a snapshot folder, a network folder (e.g. "
-    "SNAPSHOT/G_ema), a .safetensors file, an official EG3D/Mimic3D .pkl, or a built-in model's name "
-    "(heads64: a small Mimic3D trained on the synthetic heads, docs/models.md)"
+    "SNAPSHOT/G_ema), a .safetensors file, an official EG3D/Mimic3D/EpiGRAF .pkl, or a built-in "
+    "model's name (heads64: a small Mimic3D trained on the synthetic heads, docs/models.md)"
 )
 
 

@@ -4,9 +4,10 @@ Step 1, in seconds: the built-in ``heads64`` model (a Mimic3D trained on the pro
 docs/models.md) writes multi-view grids of both branches, an orbit video of the 3D branch at 128^2,
 a mesh, an EPI image and its reprojection consistency to ``--outdir``/heads64, with the metrics
 recorded when it was trained. Step 2 (skipped with ``--no-training``): render a small procedural
-``heads`` dataset (``mimic3d dataset synth``), train the ``tiny-mimic3d-heads`` preset (both
-branches from scratch) for a fixed time budget, then write the same report for it plus sample grids
-with the dataset's cameras, SWD and the run's TensorBoard logs. Everything lands in ``--outdir``.
+``heads`` (or ``cars``) dataset (``mimic3d dataset synth``), train the ``tiny-mimic3d-heads`` preset
+(both branches from scratch; ``--preset`` picks the cars, EG3D or EpiGRAF variants) for a fixed time
+budget, then write the same report for it (the trained branches) plus sample grids with the
+dataset's cameras, SWD and the run's TensorBoard logs. Everything lands in ``--outdir``.
 """
 
 from __future__ import annotations
@@ -29,7 +30,13 @@ from mimic3d.training.presets import load_config
 from mimic3d.training.report import Report, write_model_report, write_report
 from mimic3d.training.rundir import new_run_dir
 
-DEMO_PRESETS = ("tiny-mimic3d-heads", "tiny-mimic3d-cars", "tiny-eg3d-heads")
+DEMO_PRESETS = (
+    "tiny-mimic3d-heads",
+    "tiny-mimic3d-cars",
+    "tiny-eg3d-heads",
+    "tiny-epigraf-heads",
+    "tiny-epigraf-cars",
+)
 RESOLUTION = 32
 DEMO_MINUTES = 7.0  # the training budget README.md, docs/training.md and `mimic3d --help` quote
 MIN_IMAGES = 8
@@ -42,9 +49,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "demo",
         description=f"Show the shipped {SHIPPED_MODEL} model first (multi-view grids of both branches, "
         "3D-branch orbit video at 128^2, mesh, EPI image, metrics; seconds), then render a synthetic heads "
-        "dataset, train a tiny Mimic3D end to end for --minutes, and write the same report for it (plus "
-        "samples with the dataset's cameras, SWD and TensorBoard logs). Runs offline; LPIPS uses its "
-        "official weights when present, else random ones.",
+        "dataset, train a tiny Mimic3D end to end (or the --preset variant: cars, EG3D, EpiGRAF) for "
+        "--minutes, and write the same report for it (plus samples with the dataset's cameras, SWD and "
+        "TensorBoard logs). Runs offline; LPIPS uses its official weights when present, else random ones.",
     )
     parser.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="training config overrides")
     parser.add_argument(
@@ -138,13 +145,13 @@ def run_demo(args: argparse.Namespace) -> int:
     data = make_dataset(outdir, kind, args.images, args.seed)
 
     lpips = choose_lpips(args.weights_dir)
-    if lpips == "untrained" and "eg3d" not in args.preset:
-        _say("!!! LPIPS weights not found: training with loss.lpips=untrained (a random-feature distance).")
-        _say("!!! The imitation loss is then NOT the paper's perceptual loss; see docs/losses.md.")
     overrides = [f"data.path={data}", f"loss.lpips={lpips}", f"run.seed={args.seed}"]
     if args.weights_dir is not None:
         overrides.append(f"loss.lpips_weights_dir={args.weights_dir}")
     config, _ = load_config(args.preset, [*overrides, *args.overrides])
+    if lpips == "untrained" and config.loss.imitation_weight > 0:
+        _say("!!! LPIPS weights not found: training with loss.lpips=untrained (a random-feature distance).")
+        _say("!!! The imitation loss is then NOT the paper's perceptual loss; see docs/losses.md.")
     run_dir = new_run_dir(outdir / "runs", args.preset)
     threads = torch.get_num_threads()
     _say(f"training {args.preset} for {args.minutes:g} min on {threads} CPU thread(s) in {run_dir}")
@@ -154,7 +161,13 @@ def run_demo(args: argparse.Namespace) -> int:
 
     _say("writing the report (samples, video, mesh, metrics)")
     report = write_report(
-        trainer.nets.G_ema, trainer.dataset, outdir / "report", args.video_frames, args.metric_images
+        trainer.nets.G_ema,
+        trainer.dataset,
+        outdir / "report",
+        args.video_frames,
+        args.metric_images,
+        # EpiGRAF has only the direct render; EG3D's report also shows its untrained full-resolution one.
+        trainer.branches if config.patch_wise else ("2d", "3d"),
     )
     report.files["snapshot"] = result.snapshot
     report.files["tensorboard logs"] = run_dir

@@ -74,8 +74,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     seeds = parse_seeds(args.seeds)
-    branches = check_branches(args.branch)
+    check_branches(args.branch)
     G = open_model(args)
+    branches = check_branches(args.branch, G)
     preset = camera_preset_for(G, args.camera)
     labels = trajectory_labels(
         args.trajectory, args.frames, preset, args.yaw_range, device=next(G.parameters()).device

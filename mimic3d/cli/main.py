@@ -20,7 +20,7 @@ import re
 import sys
 
 from mimic3d import __version__
-from mimic3d.runtime import tune_cpu_allocator, tuning_requested
+from mimic3d.runtime import apply_backend_policy, tune_cpu_allocator, tuning_requested
 
 # Command name (= module under mimic3d.cli) -> one-line help shown by ``mimic3d --help``.
 COMMANDS: dict[str, str] = {
@@ -30,10 +30,14 @@ COMMANDS: dict[str, str] = {
     "video": "MP4 of a camera trajectory, latent interpolation or style mixing",
     "mesh": "density volume and marching-cubes mesh of each seed",
     "epi": "EPI images (one image row over a camera sweep), 2D and 3D branch side by side",
+    "invert": "invert aligned images (one or more views) into a latent and a tuned generator",
     "planes": "tri-plane feature norms, coarse and residual",
     "doctor": "check the installation: versions, devices, weight files, numerics",
     "train": "train EG3D / Mimic3D from a preset, or resume a run",
+    "distill": "distil a tri-plane generator into a fast convolutional student (NeRF-GAN distillation)",
+    "export": "export a generator to ONNX or TorchScript (checked against PyTorch)",
     "demo": "train a tiny Mimic3D on synthetic heads (7 CPU minutes by default) and write a report",
+    "view": "interactive viewer in the browser: orbit any generator live (needs mimic3d[viewer])",
 }
 # Errors a command raises for bad input (files, flags, config fields): one line, exit status 2.
 USER_ERRORS = (ValueError, OSError)
@@ -143,6 +147,8 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if tuning_requested():  # MIMIC3D_MALLOC_TUNING=1: faster CPU forwards, more memory (mimic3d.runtime)
         tune_cpu_allocator()
+    # EG3D's GPU numerics for every command; --tf32 (where a command has it) trades them for speed.
+    apply_backend_policy(tf32=getattr(args, "tf32", False))
     try:
         return int(args.func(args) or 0)
     except USER_ERRORS as err:

@@ -13,12 +13,15 @@ from mimic3d.tools.latents import seed_ws
 from mimic3d.tools.mesh import (
     EG3D_BORDER_FRACTION,
     EG3D_LEVEL,
+    EPIGRAF_LEVEL,
     MESH_RESOLUTIONS,
     choose_level,
+    default_level,
     seed_mesh,
     seed_volume,
 )
 from mimic3d.tools.parsing import parse_seeds
+from mimic3d.tools.rendering import require_3d
 from mimic3d.tools.viewpoints import camera_preset_for
 
 
@@ -47,8 +50,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--level",
         type=number(),
         default=None,
-        help=f"raw-sigma iso level (default: {EG3D_LEVEL:g} as EG3D; when that does not cut a seed's "
-        "density, halfway between its median and maximum inside the border, and the command says so)",
+        help=f"raw-sigma iso level (default: {EG3D_LEVEL:g} as EG3D, {EPIGRAF_LEVEL:g} for EpiGRAF "
+        "models as its extract_geometry.py; when that does not cut a seed's density, halfway between "
+        "its median and maximum inside the border, and the command says so)",
     )
     parser.add_argument(
         "--border",
@@ -69,7 +73,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     formats = [check_format(name.strip()) for name in args.format.split(",")]
     wants_mesh = any(name in MESH_FORMATS for name in formats)
-    G = open_model(args)
+    G = require_3d(open_model(args), args.network)
     preset = camera_preset_for(G, args.camera)
     box = G.config.rendering.box_warp
     for seed in parse_seeds(args.seeds):
@@ -77,10 +81,12 @@ def run(args: argparse.Namespace) -> int:
         volume, planes = seed_volume(G, ws, args.resolution, args.chunk_points, progress=True)
         stem = Path(args.outdir) / f"seed{seed:04d}"
         if wants_mesh:  # before anything is written: a level that misses the density writes nothing
-            level, automatic = choose_level(volume, args.border, args.level)
+            official = default_level(G)
+            level, automatic = choose_level(volume, args.border, args.level, official)
             if automatic:
+                method = "EpiGRAF" if G.config.decoder == "epigraf" else "EG3D"
                 print(
-                    f"seed {seed}: EG3D's level {EG3D_LEVEL:g} does not cut the density (raw sigma "
+                    f"seed {seed}: {method}'s level {official:g} does not cut the density (raw sigma "
                     f"{volume.min():.4g} .. {volume.max():.4g}); meshing at {level:.4g} instead, halfway "
                     "between its median and maximum inside the border (--level LEVEL to choose)",
                     file=sys.stderr,

@@ -33,7 +33,7 @@ from mimic3d.metrics.protocols import MetricProtocol, get_protocol
 from mimic3d.metrics.runner import compute_metric, generator_images, report_metric
 from mimic3d.models.generator import BRANCHES
 from mimic3d.nn.modulated import NOISE_MODES
-from mimic3d.runtime import default_workers, resolve_device
+from mimic3d.runtime import apply_backend_policy, default_workers, resolve_device
 
 DEFAULT_WORKERS = default_workers(at_most=3)
 
@@ -117,6 +117,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--device", default=None, choices=("cpu", "cuda"), help="cuda or cpu (default: cuda when available)"
     )
     parser.add_argument(
+        "--tf32",
+        action="store_true",
+        help="allow TF32 matmuls/convolutions on GPUs: faster, but ~1e-3 off the official numerics "
+        "(default: off, as EG3D)",
+    )
+    parser.add_argument(
         "--noise-mode",
         choices=NOISE_MODES,
         default="random",
@@ -167,6 +173,7 @@ class MetricsJob:
     batch_gen: int
     workers: int
     seed: int
+    tf32: bool = False
 
 
 def parse_protocols(
@@ -224,6 +231,7 @@ def prepare_job(args: argparse.Namespace) -> MetricsJob:
         batch_gen=args.batch_gen,
         workers=args.workers,
         seed=args.seed,
+        tf32=args.tf32,
     )
 
 
@@ -267,6 +275,7 @@ def _rank_main(rank: int, world: int, job: MetricsJob, rendezvous: str) -> None:
 
 def evaluate(job: MetricsJob, device: torch.device) -> list[dict[str, Any]]:
     """Compute and report every protocol of ``job`` on this rank; returns the JSON records."""
+    apply_backend_policy(tf32=job.tf32)  # this rank may be a fresh process
     G = load(job.network, device)
     dataset = ImageDataset(job.data)
     resolution = getattr(G, "img_resolution", None)
@@ -275,7 +284,7 @@ def evaluate(job: MetricsJob, device: torch.device) -> list[dict[str, Any]]:
             f"{job.data}: images are {dataset.resolution}x{dataset.resolution}, but {job.network} "
             f"generates {resolution}x{resolution}; evaluate against the dataset it was trained on"
         )
-    if job.chunk_rays is not None:
+    if job.chunk_rays is not None and hasattr(G, "renderer"):  # a distilled student renders no rays
         G.renderer = G.renderer.with_options(chunk_rays=job.chunk_rays)
     extractor = build_extractor(job, device, dataset.resolution)
     metadata = {

@@ -11,10 +11,9 @@ import argparse
 
 from mimic3d.camera import PRESETS
 from mimic3d.cli.arguments import CHECKPOINT_HELP, checked, integer, non_negative_int, number, path
-from mimic3d.models.generator import TriplaneGenerator
 from mimic3d.runtime import DEVICES, resolve_device
 from mimic3d.tools.parsing import parse_seeds
-from mimic3d.tools.rendering import MAX_RENDER_RESOLUTION, MIN_RENDER_RESOLUTION, load_generator
+from mimic3d.tools.rendering import MAX_RENDER_RESOLUTION, MIN_RENDER_RESOLUTION, Generator, load_generator
 
 # Names the tool functions and the generator use in their errors -> the flags that set them.
 PARAMETER_FLAGS = {
@@ -56,6 +55,12 @@ def add_model_arguments(parser: argparse.ArgumentParser, seeds: str = "0-3", tru
         help="auto, cpu, cuda or mps (default: auto = the fastest available)",
     )
     parser.add_argument("--outdir", type=path, default="out", help="output folder (default: out)")
+    parser.add_argument(
+        "--tf32",
+        action="store_true",
+        help="allow TF32 matmuls/convolutions on GPUs: faster, but ~1e-3 off the official numerics "
+        "(default: off, as EG3D)",
+    )
     parser.set_defaults(parameter_flags=PARAMETER_FLAGS)
 
 
@@ -69,7 +74,7 @@ def add_resolution_argument(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def open_model(args: argparse.Namespace) -> TriplaneGenerator:
+def open_model(args: argparse.Namespace) -> Generator:
     """The generator of ``args.network`` on ``args.device``."""
     return load_generator(args.network, resolve_device(args.device))
 

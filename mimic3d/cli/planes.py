@@ -13,6 +13,7 @@ from mimic3d.tools.imaging import save_png
 from mimic3d.tools.latents import seed_ws
 from mimic3d.tools.parsing import parse_seeds
 from mimic3d.tools.planes import MAX_TILE_SIZE, plane_names, plane_norm_picture
+from mimic3d.tools.rendering import require_3d
 from mimic3d.tools.viewpoints import camera_preset_for
 
 
@@ -35,7 +36,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     seeds = parse_seeds(args.seeds)
-    G = open_model(args)
+    G = require_3d(open_model(args), args.network)
     preset = camera_preset_for(G, args.camera)
     names = ", ".join(plane_names(G.config.rendering.convention))
     for seed in seeds:

@@ -17,6 +17,7 @@ import sys
 import time
 from pathlib import Path
 
+from mimic3d.checkpoints.atomic import write_text_atomic
 from mimic3d.cli.arguments import path, positive_int
 from mimic3d.training.config import TrainConfig
 from mimic3d.training.distributed import broadcast_object, setup_processes, teardown_processes
@@ -30,7 +31,15 @@ from mimic3d.training.presets import (
     preset_dict,
     preset_names,
 )
-from mimic3d.training.rundir import latest_run_dir, new_run_dir, remove_unused_run_dir, run_name
+from mimic3d.training.rundir import (
+    CONFIG_FILE,
+    has_no_snapshot_yet,
+    latest_run_dir,
+    new_run_dir,
+    remove_unused_run_dir,
+    restart_run_dir,
+    run_name,
+)
 from mimic3d.training.snapshot import STATE_JSON, resolve_snapshot
 
 EXIT_DIVERGED = 1
@@ -73,6 +82,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--list-presets", action="store_true", help="list the presets and exit")
     parser.add_argument("--print-config", action="store_true", help="print the resolved config and exit")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar (log lines only)")
+    parser.add_argument(
+        "--tf32",
+        action="store_true",
+        help="same as run.tf32=true: TF32 matmuls/convolutions on GPUs, faster but ~1e-3 off the official "
+        "numerics (default: off, as EG3D)",
+    )
     parser.set_defaults(func=run_train)
 
 
@@ -83,25 +98,27 @@ def list_presets() -> None:
 
 def _split_preset(args: argparse.Namespace) -> tuple[str | None, list[str]]:
     """(PRESET, overrides) from the positionals in any order: the one word without '=' is the preset
-    (``data.path=x eg3d-ffhq512`` works too), every KEY=VALUE an override."""
+    (``data.path=x eg3d-ffhq512`` works too), every KEY=VALUE an override; ``--tf32`` adds
+    ``run.tf32=true``."""
     words = [w for w in [args.preset, *args.overrides] if w is not None]
     presets = [w for w in words if "=" not in w]
     if len(presets) > 1:
         raise ValueError(f"preset: expected one PRESET and KEY=VALUE overrides, got {presets}")
-    return (presets[0] if presets else None), [w for w in words if "=" in w]
+    extra = ["run.tf32=true"] if getattr(args, "tf32", False) else []
+    return (presets[0] if presets else None), [w for w in words if "=" in w] + extra
 
 
-def resolve_resume(args: argparse.Namespace, preset: str | None) -> tuple[Path, Path]:
-    """(snapshot folder, run folder) that ``--resume`` names.
+def resolve_resume(args: argparse.Namespace, preset: str | None) -> tuple[Path | None, Path]:
+    """(snapshot folder, run folder) that ``--resume`` names; no snapshot folder (None) for a run
+    that was stopped before its first snapshot (it is started over).
 
     With a run folder or snapshot, a PRESET (or --name) must be the one the run was started with:
     the run continues with its own saved config, so another preset name is a mistake to report.
     """
     wanted = args.name or (Path(preset).stem if preset is not None else None)
-    if args.resume == "latest":
-        return resolve_snapshot(latest_run_dir(args.outdir, wanted))
-    snapshot, run_dir = resolve_snapshot(args.resume)
-    if wanted is not None and wanted != run_name(run_dir):
+    path = latest_run_dir(args.outdir, wanted) if args.resume == "latest" else Path(args.resume)
+    snapshot, run_dir = (None, path) if has_no_snapshot_yet(path) else resolve_snapshot(path)
+    if args.resume != "latest" and wanted is not None and wanted != run_name(run_dir):
         raise ValueError(
             f"resume: {run_dir} is a run of {run_name(run_dir)!r}, not {wanted!r}; --resume PATH continues "
             "that run with its saved config, so leave out PRESET (and --name), or use --resume latest "
@@ -132,14 +149,17 @@ def run_train(args: argparse.Namespace) -> int:
         list_presets()
         return 0
     preset, overrides = _split_preset(args)
-    snapshot = None
+    snapshot = run_dir = None
     if args.resume is not None:
         if args.ablation is not None:
             raise ValueError(
                 "ablation: applies to a new run; a resumed run keeps the config it was started with"
             )
         snapshot, run_dir = resolve_resume(args, preset)
-        config = resumed_config(snapshot, overrides)
+        if snapshot is None:
+            config, _ = load_config(str(run_dir / CONFIG_FILE), overrides)
+        else:
+            config = resumed_config(snapshot, overrides)
     elif preset is None:
         raise ValueError("give a PRESET (see --list-presets) or --resume latest|PATH")
     else:
@@ -147,18 +167,37 @@ def run_train(args: argparse.Namespace) -> int:
     if args.print_config:
         print(config_to_yaml(config), end="")
         return 0
+    name = None if run_dir is not None else args.name or Path(preset).stem
+    return launch_run(args, config, snapshot, run_dir, name)
+
+
+def launch_run(
+    args: argparse.Namespace,
+    config: TrainConfig,
+    snapshot: Path | None,
+    run_dir: Path | None,
+    name: str | None,
+    command: str = "train",
+) -> int:
+    """Train ``config`` in a new run folder ``name`` under ``args.outdir`` or, with ``snapshot``, continue
+    the run in ``run_dir``; the exit status of ``mimic3d <command>`` (see the epilog)."""
     process = setup_processes(config.run.device)
+    fresh = run_dir is None
     try:
-        if snapshot is None:
-            name = args.name or Path(preset).stem
+        if fresh:
             run_dir = broadcast_object(new_run_dir(args.outdir, name) if process.is_main else None)
+            if process.is_main:  # from its first instant a run folder says how to start it over
+                write_text_atomic(run_dir / CONFIG_FILE, config_to_yaml(config))
+        elif snapshot is None and process.is_main:
+            print(f"resume: {run_dir} has no snapshot yet (stopped before its first one); starting it over")
+            restart_run_dir(run_dir)
         try:
             trainer = Trainer(
                 config, run_dir, resume=snapshot, progress_bar=not args.no_progress, process=process
             )
         except Exception as err:
             if process.is_main:
-                if snapshot is None:
+                if fresh:
                     remove_unused_run_dir(run_dir)
                 else:
                     log_start_failure(run_dir, err)
@@ -167,12 +206,12 @@ def run_train(args: argparse.Namespace) -> int:
         try:
             result = trainer.run(max_steps=args.max_steps)
         except TrainingDiverged as err:
-            print(f"mimic3d train: {err}", file=sys.stderr)
+            print(f"mimic3d {command}: {err}", file=sys.stderr)
             return EXIT_DIVERGED
         if process.is_main:
             print(f"{result.status}: run folder {run_dir}, snapshot {result.snapshot}")
             if result.status == "interrupted":
-                print(f"resume with: mimic3d train --resume {run_dir}")
+                print(f"resume with: mimic3d {command} --resume {run_dir}")
             if result.step == start_step:
                 print(
                     f"nothing to train: the run had already reached {result.status}; add "

@@ -229,9 +229,13 @@ class DatasetCameraSampler:
         generator: torch.Generator | None = None,
         device: torch.device | str | None = None,
     ) -> torch.Tensor:
-        """[batch_size, 25] labels drawn with replacement."""
+        """[batch_size, 25] labels drawn with replacement (on the CPU, then copied to ``device``
+        from pinned memory without waiting for it)."""
         index = torch.randint(self.labels.shape[0], (batch_size,), generator=generator)
-        return self.labels[index].to(device)
+        labels = self.labels[index]
+        if device is not None and torch.device(device).type == "cuda":
+            return labels.pin_memory().to(device, non_blocking=True)
+        return labels.to(device)
 
 
 def read_metadata(archive: Archive) -> dict:

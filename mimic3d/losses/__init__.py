@@ -18,6 +18,7 @@ from mimic3d.losses.schedules import (
     ema_beta,
     gpc_swap_prob,
     lazy_regularization,
+    linear_schedule,
     neural_rendering_resolution,
 )
 
@@ -36,6 +37,7 @@ __all__ = [
     "gpc_swap_prob",
     "imitation_loss",
     "lazy_regularization",
+    "linear_schedule",
     "neural_rendering_resolution",
     "r1_loss",
     "r1_penalty",

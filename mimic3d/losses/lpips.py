@@ -111,11 +111,24 @@ class LPIPS(nn.Module):
         batch = x0.shape[0]
         # One trunk pass over both batches: same numbers, half the kernel launches.
         taps = self.net(self.scaling_layer(torch.cat([x0, x1], dim=0)))
-        out = []
-        for lin, tap in zip(self.lins, taps):
-            f0, f1 = normalize_channels(tap[:batch]), normalize_channels(tap[batch:])
-            out.append(lin((f0 - f1).square()).mean(dim=(1, 2, 3)))
-        return out
+        f0 = [normalize_channels(tap[:batch]) for tap in taps]
+        return self._head_terms(f0, [normalize_channels(tap[batch:]) for tap in taps])
+
+    def features(self, x: Tensor) -> list[Tensor]:
+        """The five channel-normalised taps of images x [N, 3, H, W] in [-1, 1], each [N, C_k, H_k, W_k].
+
+        For a fixed image compared many times (an inversion target), compute them once and pass them
+        to ``distance_to``: each call then runs the trunk on the other image only.
+        """
+        _check_images(x, x)
+        return [normalize_channels(tap) for tap in self.net(self.scaling_layer(x))]
+
+    def distance_to(self, x: Tensor, features: list[Tensor]) -> Tensor:
+        """d(x, y) [N] for images x [N, 3, H, W] and ``features(y)`` (batch N, or 1 to broadcast)."""
+        return torch.stack(self._head_terms(self.features(x), features), dim=0).sum(dim=0)
+
+    def _head_terms(self, f0: list[Tensor], f1: list[Tensor]) -> list[Tensor]:
+        return [lin((a - b).square()).mean(dim=(1, 2, 3)) for lin, a, b in zip(self.lins, f0, f1)]
 
     def load_lin_state_dict(self, state_dict: Mapping[str, Tensor], source: str = "state dict") -> None:
         """Copy the five heads from an LPIPS release file (keys ``lin{k}.model.1.weight``)."""

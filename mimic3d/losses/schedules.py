@@ -1,4 +1,4 @@
-"""Training schedules of EG3D / Mimic3D as pure functions of training progress.
+"""Training schedules of EG3D, Mimic3D and EpiGRAF as pure functions of training progress.
 
 Progress is measured in images shown (``nimg``) or thousands of them (``kimg``), as in the
 official code. EG3D states several durations "at batch 32" and scales them with the batch size:
@@ -22,6 +22,16 @@ def blur_sigma(cur_kimg: float, init_sigma: float = 10.0, fade_kimg: float = 200
     if fade_kimg <= 0:
         return 0.0
     return max(1 - cur_kimg / fade_kimg, 0.0) * init_sigma
+
+
+def linear_schedule(cur_kimg: float, start: float, end: float, period_kimg: float) -> float:
+    """EpiGRAF's ``linear_schedule``: ``start`` up to kimg 0, ``end`` from ``period_kimg`` on, linear
+    in between (patch-scale annealing, density-noise fade)."""
+    if cur_kimg >= period_kimg:
+        return end
+    if cur_kimg <= 0:
+        return start
+    return start + (end - start) * cur_kimg / period_kimg
 
 
 def gpc_swap_prob(cur_kimg: float, final_prob: float | None = 0.5, fade_kimg: float = 1000.0) -> float | None:

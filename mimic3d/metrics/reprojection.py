@@ -32,6 +32,7 @@ from torch import Tensor, nn
 from mimic3d.camera import PRESETS, CameraPreset, make_label, orbit_cam2world, split_label
 from mimic3d.metrics.correspondence import masked_l1, psnr
 from mimic3d.render import generate_rays
+from mimic3d.tools.rendering import shared_planes
 
 BRANCHES = ("2d", "3d")
 # Points closer than this to camera B's image plane (or behind it) cannot be projected.
@@ -191,7 +192,7 @@ def render_views(G: nn.Module, ws: Tensor, cameras: Tensor, branch: str) -> tupl
 
     Deterministic: const backbone noise, no ray jitter; the planes are synthesised once.
     """
-    planes = G.planes(ws, noise_mode="const", residual=None if branch == "3d" else False)
+    planes = shared_planes(G, ws, branch == "3d")
     images, depths = [], []
     for view in range(cameras.shape[0]):
         out = G.synthesis(ws, cameras[view : view + 1], branch=branch, perturb=False, planes=planes)

@@ -1,8 +1,9 @@
-"""Networks: the tri-plane generator (EG3D, Mimic3D) and its discriminators."""
+"""Networks: the tri-plane generator (EG3D, Mimic3D, EpiGRAF) and its discriminators."""
 
 from __future__ import annotations
 
 from mimic3d.models.aware3d import Aware3DBlock, reorganize_triplane
+from mimic3d.models.background import BackgroundConfig, SphereBackground
 from mimic3d.models.config import GeneratorConfig, generator_preset, generator_preset_names
 from mimic3d.models.discriminator import DualDiscriminator, DualDiscriminatorConfig, dual_discriminator_preset
 from mimic3d.models.generator import TriplaneGenerator, Triplanes
@@ -18,6 +19,7 @@ from mimic3d.models.superresolution import SuperResolution
 
 __all__ = [
     "Aware3DBlock",
+    "BackgroundConfig",
     "DualDiscriminator",
     "DualDiscriminatorConfig",
     "GeneratorConfig",
@@ -25,6 +27,7 @@ __all__ = [
     "HyperModulatedPatchDiscriminatorConfig",
     "PatchDiscriminator",
     "PatchDiscriminatorConfig",
+    "SphereBackground",
     "SuperResolution",
     "TriplaneGenerator",
     "Triplanes",

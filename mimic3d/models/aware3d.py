@@ -6,6 +6,7 @@ Plane layout (Mimic3D's (x,y), (y,z), (z,x) projection; every plane square, R x 
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Sequence
 
@@ -15,8 +16,9 @@ from torch import Tensor, nn
 
 from mimic3d.nn.layers import ACTIVATIONS, FullyConnectedLayer
 from mimic3d.nn.modulated import NOISE_MODES
-from mimic3d.nn.resample import setup_filter
+from mimic3d.nn.resample import conv2d_resample, setup_filter
 from mimic3d.nn.synthesis import SynthesisNetwork
+from mimic3d.runtime import kernel_paths
 
 
 def reorganize_triplane(planes: Tensor) -> Tensor:
@@ -71,6 +73,12 @@ def pixels_last(x: Tensor) -> Tensor:
     return x.permute(2, 3, 0, 1).contiguous().permute(2, 3, 0, 1)
 
 
+def conv_layout(x: Tensor) -> Tensor:
+    """x [N, C, H, W] in the layout the tri-plane convolutions use on its device (``kernel_paths``):
+    pixel-major on CPU, plain NCHW (as the official code) elsewhere."""
+    return pixels_last(x) if kernel_paths(x.device).pixel_major_triplanes else x.contiguous()
+
+
 def _is_pixels_last(x: Tensor) -> bool:
     n, c, h, w = x.shape
     return x.stride() == (c, 1, w * n * c, n * c)
@@ -107,12 +115,12 @@ def modulated_triplane_conv(
     2C are lines broadcast across the plane (another plane averaged along the missing axis). A
     convolution of a line broadcast along W is constant along W except near the borders, so it is
     computed on a narrow image and spread out; only the own channels need a full-size conv
-    (a third of the official FLOPs, and no 3x larger intermediate).
+    (a third of the official FLOPs, and no 3x larger intermediate). The layout is ``conv_layout``'s.
     """
     n, in_channels, h, w = x.shape
     c = in_channels // 3
     out_channels, _, kh, kw = weight.shape
-    x = pixels_last(x)
+    x = conv_layout(x)
     wgt = weight[None, None] * styles[:, :, None, :, None, None]  # [N, 3, O, K, k, k]
     if demodulate:
         wgt = wgt * (wgt.square().sum(dim=[3, 4, 5], keepdim=True) + 1e-8).rsqrt()
@@ -128,9 +136,9 @@ def modulated_triplane_conv(
     own = torch.stack([wgt[:, p, :, p] for p in range(3)], 1).reshape(-1, c, kh, kw)
     rows = torch.stack([wgt[:, p, :, (p + 1) % 3] for p in range(3)], 1).reshape(-1, c, kh, kw)
     cols = torch.stack([wgt[:, p, :, (p - 1) % 3] for p in range(3)], 1).reshape(-1, c, kh, kw)
-    pixels = x.permute(2, 3, 0, 1)  # [H, W, N, 3C], contiguous: both means reduce outer axes
-    row_lines = pixels.mean(0).view(w, n, 3, c).permute(1, 2, 3, 0).roll(-1, dims=1)  # [N, 3, C, W]
-    col_lines = pixels.mean(1).view(h, n, 3, c).permute(1, 2, 3, 0).roll(1, dims=1)  # [N, 3, C, H]
+    pixels = x.permute(2, 3, 0, 1)  # [H, W, N, 3C]; pixel-major: contiguous, both means reduce outer axes
+    row_lines = pixels.mean(0).reshape(w, n, 3, c).permute(1, 2, 3, 0).roll(-1, dims=1)  # [N, 3, C, W]
+    col_lines = pixels.mean(1).reshape(h, n, 3, c).permute(1, 2, 3, 0).roll(1, dims=1)  # [N, 3, C, H]
     narrow = min(_narrow_size(kw, up), w)
     row_image = row_lines.unsqueeze(-1).expand(n, 3, c, h, narrow).reshape(n, -1, h, narrow)
     col_image = col_lines.unsqueeze(-2).expand(n, 3, c, narrow, w).reshape(n, -1, narrow, w)
@@ -154,19 +162,24 @@ def _grouped_conv(
 
     Runs on the channels-last image [1, N*G*C, H, W] (a view of pixel-major x), with the bias added
     inside the convolution; 1x1 kernels run as one matrix product per sample, written straight into
-    the output. ``up=2`` is EG3D's upsampling conv (3x3 kernels, padding 1, 4x4 filter).
+    the output. ``up=2`` is EG3D's upsampling conv (3x3 kernels, padding 1, 4x4 filter). Off the CPU
+    (``kernel_paths``) the official formulation runs instead: ``_grouped_conv_nchw``.
     """
     n, _, h, w = x.shape
-    x = pixels_last(x)
     c = weight.shape[1]
     groups = x.shape[1] * n // c
+    if not kernel_paths(x.device).pixel_major_triplanes:
+        return _grouped_conv_nchw(x, weight, groups, up, padding, resample_filter, bias)
+    x = pixels_last(x)
     out_channels = weight.shape[0] // groups
     kernel_size = weight.shape[-1]
     if kernel_size == 1 and up == 1:
         pixels = x.permute(2, 3, 0, 1).reshape(h * w, groups, c)
         weight_t = weight.view(groups, out_channels, c).transpose(1, 2)
-        if torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in (x, weight, bias)):
-            out = torch.matmul(pixels.transpose(0, 1), weight_t).transpose(0, 1)  # autograd-friendly
+        grads = torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in (x, weight, bias))
+        if grads or torch.is_autocast_enabled(x.device.type):
+            # Autograd- and autocast-friendly (``out=`` products are neither).
+            out = torch.matmul(pixels.transpose(0, 1), weight_t).transpose(0, 1)
             out = out if bias is None else out + bias
             return out.reshape(h, w, n, -1).permute(2, 3, 0, 1)
         # One product per sample with the groups' weights on a block diagonal: 3x the multiply-adds
@@ -200,6 +213,32 @@ def _grouped_conv(
     return out.reshape(2 * h, 2 * w, n, -1).permute(2, 3, 0, 1)
 
 
+def _grouped_conv_nchw(
+    x: Tensor,
+    weight: Tensor,
+    groups: int,
+    up: int,
+    padding: int,
+    resample_filter: Tensor | None,
+    bias: Tensor | None,
+) -> Tensor:
+    """``_grouped_conv`` as the official code computes it: one grouped convolution of the NCHW image
+    [1, N*G*C, H, W] (EG3D's fused modulated conv), 2x upsampling as transposed conv + FIR filter."""
+    n = x.shape[0]
+    image = x.contiguous().view(1, -1, *x.shape[-2:])
+    if up == 1:
+        bias_row = None if bias is None else bias.repeat(groups)
+        out = F.conv2d(image, weight, bias_row, padding=padding, groups=groups)
+    else:
+        weight = weight.to(image.dtype)  # conv2d_resample wants equal dtypes (autocast casts both)
+        out = conv2d_resample(
+            image, weight, f=resample_filter, up=up, padding=padding, groups=groups, flip_weight=False
+        )
+        if bias is not None:
+            out = out + bias.repeat(groups).to(out.dtype).view(1, -1, 1, 1)
+    return out.view(n, -1, *out.shape[-2:])
+
+
 def _upsampling_phase_kernels(weight: Tensor, resample_filter: Tensor) -> Tensor:
     """EG3D's 2x upsampling conv (3x3 transposed conv, then the 4x4 FIR with gain 4) as four 3x3 convs.
 
@@ -211,12 +250,18 @@ def _upsampling_phase_kernels(weight: Tensor, resample_filter: Tensor) -> Tensor
     if resample_filter.shape != (4, 4):
         raise ValueError(f"resample_filter: expected a 4x4 filter, got {list(resample_filter.shape)}")
     taps = resample_filter.flip([0, 1]).to(weight) * 4  # upfirdn2d convolves; the gain is up**2
-    r, e, j, k = torch.meshgrid(*(torch.arange(n) for n in (2, 3, 4, 3)), indexing="ij")
-    # select[r, e, j, k]: filter tap j and conv tap k land on input offset e - 1 of output phase r.
-    select = (r + j - 1 - k == 2 * (e - 1)).to(weight)
+    select = _phase_selection(weight.device, weight.dtype)
     combined = torch.einsum("aeij,bfkl,ik->abefjl", select, select, taps)
     kernels = torch.einsum("abefjl,gocjl->gabocef", combined, weight)
     return kernels.reshape(-1, weight.shape[2], 3, 3)
+
+
+@functools.lru_cache(maxsize=16)
+def _phase_selection(device: torch.device, dtype: torch.dtype) -> Tensor:
+    """select[r, e, j, k] [2, 3, 4, 3]: filter tap j and conv tap k land on input offset e - 1 of output
+    phase r. Built once per device (building it on the CPU per layer would copy it every call)."""
+    r, e, j, k = torch.meshgrid(*(torch.arange(n, device=device) for n in (2, 3, 4, 3)), indexing="ij")
+    return (r + j - 1 - k == 2 * (e - 1)).to(dtype)
 
 
 def _add_line_term(out: Tensor, narrow: Tensor, dim: int) -> None:
@@ -392,9 +437,9 @@ class Aware3DBlock(nn.Module):
     def forward(self, img: Tensor, previous: Tensor | None, w: Tensor, noise_mode: str = "random") -> Tensor:
         """img [N, 3C, R, R] (main ToRGB), previous [N, 3C, R, R] or None, w [N, w_dim] -> [N, 3C, R', R']."""
         if previous is None:
-            return self.block(pixels_last(img), w, noise_mode=noise_mode)
+            return self.block(conv_layout(img), w, noise_mode=noise_mode)
         if torch.is_grad_enabled() and (img.requires_grad or previous.requires_grad):
-            return self.block(pixels_last(img) + previous, w, noise_mode=noise_mode)
+            return self.block(conv_layout(img) + previous, w, noise_mode=noise_mode)
         # Written pixel-major in one pass (the main image itself is channel-major).
         return self.block(torch.add(img, previous, out=torch.empty_like(previous)), w, noise_mode=noise_mode)
 

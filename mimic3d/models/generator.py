@@ -1,4 +1,5 @@
-"""The tri-plane generator: EG3D, Mimic3D stage 1 (3D-aware stream) and stage 2 (+ 3D super-resolution).
+"""The tri-plane generator: EG3D, Mimic3D stage 1 (3D-aware stream) and stage 2 (+ 3D super-resolution),
+and EpiGRAF.
 
 z, camera -> mapping -> ws -> StyleGAN2 backbone -> tri-plane(s) -> volume render -> image.
 
@@ -8,14 +9,38 @@ z, camera -> mapping -> ws -> StyleGAN2 backbone -> tri-plane(s) -> volume rende
 - Mimic3D stage 2: S^3D adds a residual tri-plane P^r at 512^2; the "3d" branch renders the summed
   field of P^c and P^r directly at full resolution, with no 2D super-resolution. The "2d" branch
   never computes P^r (the official code does, and throws it away).
+- EpiGRAF (``decoder="epigraf"``): the backbone's 96-channel 512^2 output is the tri-plane, rendered
+  at full resolution with EpiGRAF's integration and no super-resolution (both branches give the same
+  image); optional sphere background (Megascans) with its own ws after the backbone's.
 
 Module names follow the official G_ema (``backbone.mapping``, ``backbone.synthesis`` with
-``b3d*`` 3D blocks, ``superresolution``, ``decoder``), so official state dicts load unchanged.
+``b3d*`` 3D blocks, ``superresolution``, ``decoder``), so official EG3D/Mimic3D state dicts load
+unchanged; EpiGRAF's are renamed on import (``mimic3d.checkpoints.epigraf``).
+
+API used by the trainers and tools (all methods; c is always the 25-float camera label):
+
+- ``G(z, c, labels=None)`` -> {"image" [N, 3, H, W] in [-1, 1], "image_raw", "image_depth", ...};
+  ``labels`` [N, class_dim] one-hot classes for class-conditional models, else None.
+- ``G.mapping(z, c, truncation_psi, truncation_cutoff, update_emas, labels)`` -> ws [N, num_ws, w_dim].
+- ``G.synthesis(ws, c, branch, noise_mode, perturb, neural_rendering_resolution, planes, ...)``.
+- ``G.planes(ws)`` -> ``Triplanes`` (reuse for many views); ``G.render(planes, c, resolution)``.
+- ``G.render_scaled_patch(ws, c, scale [N] or [N, 2], offset [N, 2], resolution)``: EpiGRAF's patch
+  at any scale/offset (see ``mimic3d.render.rays.scaled_patch_uv``: offset = patch's top-left corner
+  in image fractions, y down; EpiGRAF's own y offset converts as 1 - scale - y). Real images are
+  cropped at the same points by ``grid_sample`` with align_corners = (pixel grid == "corners").
+- ``G.render_patch(ws, c, top, left, size)``: Mimic3D's fixed-scale window of the full image grid.
+- ``G.density_noise_std``: std of the noise added to raw densities while ``G.training`` (EpiGRAF's
+  regulariser, annealed 1 -> 0 over ``nerf_noise_kimg_growth`` kimg by the trainer); "epigraf"
+  integration only, ignored in eval mode.
+- ``G.sample_density(points, ws)`` -> raw sigma [N, P, 1] (density regulariser, meshes).
 """
 
 from __future__ import annotations
 
+import math
+from collections.abc import Callable
 from dataclasses import dataclass, replace
+from functools import partial
 from typing import Any
 
 import torch
@@ -23,11 +48,22 @@ from torch import Tensor, nn
 
 from mimic3d.camera import split_label
 from mimic3d.models.aware3d import add_aware3d_blocks, synthesize_coarse_planes, synthesize_residual_planes
+from mimic3d.models.background import SphereBackground
 from mimic3d.models.config import GeneratorConfig
 from mimic3d.models.superresolution import SuperResolution
 from mimic3d.nn.backbone import StyleGAN2Backbone
 from mimic3d.nn.modulated import NOISE_MODES
-from mimic3d.render import TriplaneDecoder, TriplaneRenderer, generate_patch_rays, generate_rays
+from mimic3d.render import (
+    TriplaneDecoder,
+    TriplaneRenderer,
+    generate_patch_rays,
+    generate_rays,
+    generate_scaled_patch_rays,
+)
+from mimic3d.render.field import Field
+from mimic3d.render.renderer import RenderResult
+from mimic3d.render.triplane import to_plane_frame
+from mimic3d.runtime import full_precision, on_host
 
 BRANCHES = ("2d", "3d")
 
@@ -35,11 +71,13 @@ BRANCHES = ("2d", "3d")
 @dataclass
 class Triplanes:
     """The tri-planes of a batch: coarse P^c [N, 3, C, R, R] and, for stage-2 models, residual P^r
-    [N, 3, C, 2R, 2R] whose features add to P^c's at every point. Compute once with
-    ``TriplaneGenerator.planes`` to render many views of the same ws."""
+    [N, 3, C, 2R, 2R] whose features add to P^c's at every point; for models with a background,
+    its ws [N, background num_ws, w_dim]. Compute once with ``TriplaneGenerator.planes`` to render
+    many views of the same ws."""
 
     coarse: Tensor
     residual: Tensor | None = None
+    background_ws: Tensor | None = None
 
     @property
     def batch_size(self) -> int:
@@ -63,7 +101,7 @@ class TriplaneGenerator(nn.Module):
         self.img_resolution = config.img_resolution
         self.backbone = StyleGAN2Backbone(
             config.z_dim,
-            config.c_dim,
+            config.mapping_c_dim,
             config.w_dim,
             img_resolution=config.triplane_resolution,
             img_channels=config.triplane_channels,
@@ -82,6 +120,13 @@ class TriplaneGenerator(nn.Module):
                 conv_clamp=config.conv_clamp,
             )
         self.num_ws = self.backbone.num_ws
+        self.background = None
+        if config.background is not None:
+            self.background = SphereBackground(config.background, config.w_dim)
+            # The mapping network broadcasts the background's ws after the backbone's.
+            self.num_ws += self.background.num_ws
+            self.backbone.mapping.num_ws = self.num_ws
+        self._density_noise_std = 0.0
         self.superresolution = None
         if config.superresolution != "none":
             self.superresolution = SuperResolution(
@@ -96,7 +141,11 @@ class TriplaneGenerator(nn.Module):
                 noise_mode=config.sr_noise_mode,
             )
         self.decoder = TriplaneDecoder(
-            config.plane_channels, 64, config.decoder_output_dim, lr_multiplier=config.decoder_lr_multiplier
+            config.plane_channels,
+            64,
+            config.decoder_output_dim,
+            lr_multiplier=config.decoder_lr_multiplier,
+            kind=config.decoder,
         )
         self.renderer = TriplaneRenderer(config.rendering)
         # Per-entry std of the training set's camera labels; EG3D's training loop stores it on G.
@@ -105,6 +154,20 @@ class TriplaneGenerator(nn.Module):
 
     # ------------------------------------------------------------------ latent and planes
 
+    @property
+    def density_noise_std(self) -> float:
+        """Std of the noise added to raw densities in training mode (EpiGRAF integration only)."""
+        return self._density_noise_std
+
+    @density_noise_std.setter
+    def density_noise_std(self, value: float) -> None:
+        value = float(value)
+        if not (value >= 0 and math.isfinite(value)):
+            raise ValueError(f"density_noise_std: expected a finite number >= 0, got {value}")
+        if value and self.config.rendering.integration != "epigraf":
+            raise ValueError("density_noise_std: density noise needs rendering.integration='epigraf'")
+        self._density_noise_std = value
+
     def mapping(
         self,
         z: Tensor,
@@ -112,22 +175,26 @@ class TriplaneGenerator(nn.Module):
         truncation_psi: float = 1.0,
         truncation_cutoff: int | None = None,
         update_emas: bool = False,
+        labels: Tensor | None = None,
     ) -> Tensor:
         """z [N, z_dim], conditioning camera c [N, 25] -> ws [N, num_ws, w_dim].
 
         Generator pose conditioning: c is multiplied by ``c_scale``, or zeroed when the model was
-        trained without it (``c_gen_conditioning_zero``).
+        trained without it (``c_gen_conditioning_zero``); models with ``pose_conditioning=False``
+        (EpiGRAF) ignore it. Class-conditional models (``class_dim`` > 0) need one-hot ``labels``
+        [N, class_dim], which follow the camera in the conditioning input. Always in full precision:
+        the mapping is cheap and every later layer reads its output, so it runs with autocast off.
         """
-        z = self._input(z, "z", [self.z_dim], "latents")
-        c = self._camera(c, z.shape[0])
-        if self.config.c_gen_conditioning_zero:
-            c = torch.zeros_like(c)
-        return self.backbone.mapping(
+        return map_latents(
+            self.backbone.mapping,
+            self.config,
             z,
-            c * self.config.c_scale,
-            truncation_psi=truncation_psi,
-            truncation_cutoff=truncation_cutoff,
-            update_emas=update_emas,
+            c,
+            truncation_psi,
+            truncation_cutoff,
+            update_emas,
+            labels,
+            self.decoder.net[0].weight,
         )
 
     def planes(
@@ -147,12 +214,15 @@ class TriplaneGenerator(nn.Module):
             raise ValueError("residual: this model has no 3D super-resolution (config.sr3d is False)")
         fused = self._fused(fused_modconv)
         synthesis = self.backbone.synthesis
+        background_ws = None
+        if self.background is not None:
+            ws, background_ws = ws[:, : synthesis.num_ws], ws[:, synthesis.num_ws :]
         if self.config.aware3d:
             coarse = synthesize_coarse_planes(synthesis, ws, noise_mode=noise_mode, fused_modconv=fused)
         else:
             image = synthesis(ws, noise_mode=noise_mode, fused_modconv=fused)
             coarse = image.view(image.shape[0], 3, -1, *image.shape[-2:])
-        planes = Triplanes(coarse)
+        planes = Triplanes(coarse, background_ws=background_ws)
         if residual:
             planes.residual = synthesize_residual_planes(synthesis, coarse, ws, noise_mode=noise_mode)
         return planes
@@ -194,12 +264,14 @@ class TriplaneGenerator(nn.Module):
         if planes is None:
             planes = self.planes(ws, noise_mode=noise_mode, residual=False, fused_modconv=fused_modconv)
         elif planes.residual is not None:
-            planes = Triplanes(planes.coarse)
+            planes = Triplanes(planes.coarse, background_ws=planes.background_ws)
         features, depth = self.render(planes, c, resolution, perturb=perturb, generator=generator)
         rgb = features[:, :3]
         image = rgb
         if self.superresolution is not None:
             image = self.superresolution(rgb, features, ws, fused_modconv=self._fused(fused_modconv))
+        # float32 outputs also under autocast (the super-resolution then runs in the reduced type).
+        image = full_precision(image)
         return {"image": image, "image_raw": rgb, "image_depth": depth, "feature_image": features}
 
     def forward(
@@ -215,6 +287,7 @@ class TriplaneGenerator(nn.Module):
         update_emas: bool = False,
         fused_modconv: bool | None = None,
         generator: torch.Generator | None = None,
+        labels: Tensor | None = None,
     ) -> dict[str, Tensor]:
         """Render a batch: z [N, z_dim], camera c [N, 25] (conditioning and rendering camera).
 
@@ -229,10 +302,16 @@ class TriplaneGenerator(nn.Module):
           at any resolution.
 
         ``perturb`` (default ``config.rendering.perturb``) switches stratified jitter and random
-        importance draws; ``noise_mode`` is the backbone's per-pixel noise ("const", "random", "none").
+        importance draws; ``noise_mode`` is the backbone's per-pixel noise ("const", "random", "none");
+        ``labels``: one-hot classes of class-conditional models.
         """
         ws = self.mapping(
-            z, c, truncation_psi=truncation_psi, truncation_cutoff=truncation_cutoff, update_emas=update_emas
+            z,
+            c,
+            truncation_psi=truncation_psi,
+            truncation_cutoff=truncation_cutoff,
+            update_emas=update_emas,
+            labels=labels,
         )
         return self.synthesis(
             ws,
@@ -262,11 +341,41 @@ class TriplaneGenerator(nn.Module):
         if isinstance(resolution, bool) or not isinstance(resolution, int) or resolution < 1:
             raise ValueError(f"neural_rendering_resolution: expected a positive int, got {resolution!r}")
         cam2world, intrinsics = split_label(c)
-        origins, directions = generate_rays(cam2world, intrinsics, resolution)
-        result = self._renderer(perturb)(
-            planes.field_planes(), self.decoder, origins, directions, generator, colour_channels=channels
-        )
+        grid = self.config.rendering.pixel_grid
+        origins, directions = generate_rays(cam2world, intrinsics, resolution, grid)
+        result = self.render_rays(planes, origins, directions, perturb, generator, channels)
         return _to_image(result.features, resolution), _to_image(result.depth, resolution)
+
+    def render_scaled_patch(
+        self,
+        ws: Tensor,
+        c: Tensor,
+        scale: Tensor,
+        offset: Tensor,
+        resolution: int,
+        noise_mode: str = "const",
+        perturb: bool | None = None,
+        planes: Triplanes | None = None,
+        fused_modconv: bool | None = None,
+        generator: torch.Generator | None = None,
+    ) -> dict[str, Tensor]:
+        """EpiGRAF's patch: the r x r grid covering [offset, offset + scale] of the image (any model).
+
+        scale [N] or [N, 2] in (0, 1], offset [N, 2] as (x, y) of the top-left corner in image
+        fractions (y down; see ``mimic3d.render.rays.scaled_patch_uv``). scale 1, offset 0 gives the
+        full image at resolution r. Returns ``image`` [N, 3, r, r] and ``image_depth`` [N, 1, r, r].
+        """
+        if isinstance(resolution, bool) or not isinstance(resolution, int) or resolution < 1:
+            raise ValueError(f"resolution: expected a positive int, got {resolution!r}")
+        rays = partial(
+            generate_scaled_patch_rays,
+            patch_resolution=resolution,
+            scale=scale,
+            offset=offset,
+            grid=self.config.rendering.pixel_grid,
+        )
+        options = (noise_mode, perturb, planes, fused_modconv, generator)
+        return self._render_window(ws, c, rays, resolution, *options)
 
     def render_patch(
         self,
@@ -287,19 +396,36 @@ class TriplaneGenerator(nn.Module):
         equals the same crop of ``synthesis(ws, c, branch="3d")``. top, left: ints or [N] tensors.
         Returns ``image`` [N, 3, size, size] and ``image_depth`` [N, 1, size, size].
         """
+        rays = partial(
+            generate_patch_rays,
+            resolution=self.img_resolution,
+            top=top,
+            left=left,
+            size=size,
+            grid=self.config.rendering.pixel_grid,
+        )
+        return self._render_window(ws, c, rays, size, noise_mode, perturb, planes, fused_modconv, generator)
+
+    def _render_window(
+        self,
+        ws: Tensor,
+        c: Tensor,
+        rays: Callable[[Tensor, Tensor], tuple[Tensor, Tensor]],
+        size: int,
+        noise_mode: str,
+        perturb: bool | None,
+        planes: Triplanes | None,
+        fused_modconv: bool | None,
+        generator: torch.Generator | None,
+    ) -> dict[str, Tensor]:
+        """RGB and depth [N, C, size, size] along ``rays(cam2world, intrinsics)`` (a patch's size^2 rays)."""
         ws = self._input(ws, "ws", [self.num_ws, self.w_dim], "styles")
         c = self._camera(c, ws.shape[0])
         if planes is None:
             planes = self.planes(ws, noise_mode=noise_mode, fused_modconv=fused_modconv)
-        cam2world, intrinsics = split_label(c)
-        origins, directions = generate_patch_rays(cam2world, intrinsics, self.img_resolution, top, left, size)
-        result = self._renderer(perturb)(
-            planes.field_planes(), self.decoder, origins, directions, generator, colour_channels=3
-        )
-        return {
-            "image": _to_image(result.features, size),
-            "image_depth": _to_image(result.depth, size),
-        }
+        origins, directions = rays(*split_label(c))
+        result = self.render_rays(planes, origins, directions, perturb, generator, 3)
+        return {"image": _to_image(result.features, size), "image_depth": _to_image(result.depth, size)}
 
     def sample_density(
         self,
@@ -317,6 +443,43 @@ class TriplaneGenerator(nn.Module):
             planes = self.planes(ws, noise_mode=noise_mode, fused_modconv=fused_modconv)
         return self.renderer.sample_density(planes.field_planes(), self.decoder, points)
 
+    def render_rays(
+        self,
+        planes: Triplanes,
+        origins: Tensor,
+        directions: Tensor,
+        perturb: bool | None = None,
+        generator: torch.Generator | None = None,
+        channels: int | None = None,
+    ) -> RenderResult:
+        """The planes' field (and background, density noise in training) along any rays [N, M, 3]."""
+        noise = self._density_noise_std if self.training else 0.0
+        return self._renderer(perturb)(
+            planes.field_planes(),
+            self.decoder,
+            origins,
+            directions,
+            generator,
+            colour_channels=channels,
+            density_noise=noise,
+            background=self._background_field(planes),
+        )
+
+    def _background_field(self, planes: Triplanes) -> Field | None:
+        """The background model as a field of NeRF++ points in our world frame (None without one)."""
+        if self.background is None:
+            return None
+        if planes.background_ws is None:
+            raise ValueError("planes: this model has a background; compute the planes with G.planes(ws)")
+        background, ws = self.background, planes.background_ws
+        convention = self.config.rendering.convention
+
+        def field(points: Tensor) -> tuple[Tensor, Tensor]:
+            framed = torch.cat([to_plane_frame(points[..., :3], convention), points[..., 3:]], -1)
+            return background(framed, ws)
+
+        return field
+
     # ------------------------------------------------------------------ helpers
 
     def _fused(self, fused_modconv: bool | None) -> bool:
@@ -328,32 +491,82 @@ class TriplaneGenerator(nn.Module):
         return TriplaneRenderer(replace(self.renderer.config, perturb=bool(perturb)))
 
     def _input(self, x: Any, name: str, shape: list[int], what: str) -> Tensor:
-        """``x`` checked to be a floating-point tensor [N, *shape], on the model's device and dtype."""
-        if not isinstance(x, Tensor) or x.ndim != 1 + len(shape) or list(x.shape[1:]) != shape:
-            got = list(x.shape) if isinstance(x, Tensor) else type(x).__name__
-            raise ValueError(f"{name}: expected {what} [N, {', '.join(map(str, shape))}], got {got}")
-        if not x.is_floating_point():
-            raise ValueError(f"{name}: expected a floating-point tensor, got {x.dtype}")
-        reference = self.decoder.net[0].weight
-        return x.to(device=reference.device, dtype=reference.dtype)
+        return checked_input(x, name, shape, what, self.decoder.net[0].weight)
 
     def _camera(self, c: Any, batch_size: int) -> Tensor:
-        """Camera labels c [N, c_dim] checked (shape, batch, finite values) and cast like ``_input``."""
-        c = self._input(c, "c", [self.c_dim], "camera labels")
-        if c.shape[0] != batch_size:
-            raise ValueError(f"c: batch size {c.shape[0]} differs from the latents' {batch_size}")
-        if not bool(torch.isfinite(c).all()):
-            raise ValueError(
-                "c: camera labels hold NaN or infinite values (mimic3d.camera.validate_label names them)"
-            )
-        return c
+        return checked_camera(c, self.c_dim, batch_size, self.decoder.net[0].weight)
 
     def extra_repr(self) -> str:
         cfg = self.config
-        kind = "mimic3d" if cfg.aware3d else "eg3d"
+        kind = "epigraf" if cfg.decoder == "epigraf" else "mimic3d" if cfg.aware3d else "eg3d"
         return (
             f"{kind}, img_resolution={cfg.img_resolution}, triplane={cfg.triplane_resolution}, "
             f"sr3d={cfg.sr3d}, superresolution={cfg.superresolution}"
+        )
+
+
+def checked_input(x: Any, name: str, shape: list[int], what: str, reference: Tensor) -> Tensor:
+    """``x`` checked to be a floating-point tensor [N, *shape], cast to the device and dtype of a
+    model's ``reference`` weight."""
+    if not isinstance(x, Tensor) or x.ndim != 1 + len(shape) or list(x.shape[1:]) != shape:
+        got = list(x.shape) if isinstance(x, Tensor) else type(x).__name__
+        raise ValueError(f"{name}: expected {what} [N, {', '.join(map(str, shape))}], got {got}")
+    if not x.is_floating_point():
+        raise ValueError(f"{name}: expected a floating-point tensor, got {x.dtype}")
+    return x.to(device=reference.device, dtype=reference.dtype)
+
+
+def checked_camera(c: Any, c_dim: int, batch_size: int, reference: Tensor) -> Tensor:
+    """Camera labels c [N, c_dim] checked (shape, batch, finite values) and cast like ``checked_input``."""
+    given = c
+    c = checked_input(c, "c", [c_dim], "camera labels", reference)
+    if c.shape[0] != batch_size:
+        raise ValueError(f"c: batch size {c.shape[0]} differs from the latents' {batch_size}")
+    # Values are checked where that costs no GPU synchronisation (``on_host``): labels given on
+    # the CPU; labels already on a GPU come from our own samplers.
+    if on_host(given) and not bool(torch.isfinite(given).all()):
+        raise ValueError(
+            "c: camera labels hold NaN or infinite values (mimic3d.camera.validate_label names them)"
+        )
+    return c
+
+
+def map_latents(
+    mapping: nn.Module,
+    config: GeneratorConfig,
+    z: Tensor,
+    c: Tensor,
+    truncation_psi: float,
+    truncation_cutoff: int | None,
+    update_emas: bool,
+    labels: Tensor | None,
+    reference: Tensor,
+) -> Tensor:
+    """``TriplaneGenerator.mapping`` of a generator configured by ``config`` whose mapping network is
+    ``mapping`` (also the distilled students', which keep their teacher's); inputs are cast like
+    ``reference``."""
+    z = checked_input(z, "z", [config.z_dim], "latents", reference)
+    c = checked_camera(c, config.c_dim, z.shape[0], reference)
+    parts = []
+    if config.pose_conditioning:
+        if config.c_gen_conditioning_zero:
+            c = torch.zeros_like(c)
+        parts.append(full_precision(c) * config.c_scale)
+    if config.class_dim:
+        labels = checked_input(labels, "labels", [config.class_dim], "one-hot class labels", reference)
+        if labels.shape[0] != c.shape[0]:
+            n, m = labels.shape[0], c.shape[0]
+            raise ValueError(f"labels: batch size {n} differs from the latents' {m}")
+        parts.append(full_precision(labels))
+    elif labels is not None:
+        raise ValueError("labels: this model is not class-conditional (class_dim is 0)")
+    with torch.autocast(z.device.type, enabled=False):
+        return mapping(
+            full_precision(z),
+            torch.cat(parts, 1) if parts else None,
+            truncation_psi=truncation_psi,
+            truncation_cutoff=truncation_cutoff,
+            update_emas=update_emas,
         )
 
 

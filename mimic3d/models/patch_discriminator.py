@@ -30,6 +30,7 @@ from mimic3d.models.patch_encoding import CameraConditionedMapping, ScalarEncode
 from mimic3d.nn import Conv2dLayer, Discriminator, DiscriminatorEpilogue, FullyConnectedLayer, MappingNetwork
 from mimic3d.nn.layers import block_format
 from mimic3d.nn.synthesis import ARCHITECTURES
+from mimic3d.runtime import on_host
 
 
 def _check_power_of_two(name: str, value: int, minimum: int) -> None:
@@ -397,7 +398,9 @@ class HyperModulatedPatchDiscriminator(nn.Module):
                 f"got {list(scale.shape)} and {list(offset.shape)}"
             )
         # The learned embedding has one row per 1/multiplier step of [0, 1]; values outside have none.
-        if not (bool(((scale > 0) & (scale <= 1)).all()) and bool(((offset >= 0) & (offset <= 1)).all())):
+        # Checked on the CPU only (``on_host``): on a GPU the check would stall every training step.
+        in_range = ((scale > 0) & (scale <= 1)).all() & ((offset >= 0) & (offset <= 1)).all()
+        if on_host(scale, offset) and not bool(in_range):
             raise ValueError(
                 "HyperModulatedPatchDiscriminator: scale must lie in (0, 1] and offset in [0, 1]"
             )

@@ -64,7 +64,10 @@ def bias_act(
 ) -> Tensor:
     """Add a bias along ``dim``, apply ``act``, multiply by ``gain``, clamp to [-clamp, clamp].
 
-    Matches EG3D's ``bias_act`` reference path (default gain sqrt(2) for relu/lrelu).
+    Matches EG3D's ``bias_act`` (default gain sqrt(2) for relu/lrelu). For the piecewise-linear
+    activations (linear, relu, lrelu) it is memory-lean like the official CUDA op: one fused
+    function that keeps only its output for the backward pass (which the next layer keeps anyway),
+    instead of the intermediate sums and pre-clamp products; twice differentiable (R1).
     """
     spec = activation_spec(act)
     if clamp is not None and clamp < 0:
@@ -76,13 +79,73 @@ def bias_act(
             raise ValueError(
                 f"bias_act: bias of shape {list(b.shape)} does not match x dim {dim} of {list(x.shape)}"
             )
-        x = x + b.reshape([-1 if i == dim else 1 for i in range(x.ndim)])
+        b = b.reshape([-1 if i == dim else 1 for i in range(x.ndim)])
+    if act in _PIECEWISE_LINEAR and (act != "linear" or clamp is not None):
+        if b is None:
+            b = x.new_zeros([])
+        return _PiecewiseLinearBiasAct.apply(x, b, act, alpha, gain, clamp)
+    if b is not None:
+        x = x + b
     x = spec.func(x, alpha)
     if gain != 1:
         x = x * gain
     if clamp is not None:
         x = x.clamp(-clamp, clamp)
     return x
+
+
+_PIECEWISE_LINEAR = ("linear", "relu", "lrelu")
+
+
+def _slope(y: Tensor, act: str, alpha: float, gain: float, clamp: float | None) -> Tensor | float:
+    """d output / d (x + b) of a piecewise-linear bias_act, read off its output y (same sign as its
+    input for gain > 0); 0 where the output was clamped (as the official op)."""
+    if act == "linear":
+        slope: Tensor | float = gain
+    else:
+        slope = torch.where(y > 0, gain, alpha * gain if act == "lrelu" else 0.0).to(y.dtype)
+    if clamp is not None:
+        slope = torch.where(y.abs() < clamp, slope, 0.0).to(y.dtype)
+    return slope
+
+
+class _PiecewiseLinearBiasAct(torch.autograd.Function):
+    """y = clamp(act(x + b) * gain); saves y only. x [...], b with x's dimensions (size 1 but along
+    the bias axis), or a zero scalar without bias."""
+
+    @staticmethod
+    def forward(  # type: ignore[override]
+        ctx, x: Tensor, b: Tensor, act: str, alpha: float, gain: float, clamp: float | None
+    ) -> Tensor:
+        y = x + b  # a fresh tensor: the rest runs in place
+        if act == "lrelu":
+            F.leaky_relu_(y, alpha)
+        elif act == "relu":
+            y.relu_()
+        if gain != 1:
+            y.mul_(gain)
+        if clamp is not None:
+            y.clamp_(-clamp, clamp)
+        ctx.save_for_backward(y)
+        ctx.settings = (act, alpha, gain, clamp, b.shape, b.requires_grad)
+        return y
+
+    @staticmethod
+    def backward(ctx, grad: Tensor) -> tuple[Tensor | None, ...]:  # type: ignore[override]
+        (y,) = ctx.saved_tensors
+        act, alpha, gain, clamp, bias_shape, bias_grad = ctx.settings
+        # Differentiable in grad (double backward for R1); the slope is piecewise constant in y.
+        grad_x = grad * _slope(y, act, alpha, gain, clamp)
+        if torch.is_grad_enabled():
+            # Under create_graph, keep the input and bias in the graph of this gradient with their zero
+            # second derivative, as autograd's composition does: R1 then gives biases zero gradients
+            # (the official reference path) rather than none.
+            grad_x = grad_x + y * 0
+        grad_b = None
+        if bias_grad:  # b has x's number of dimensions, size 1 except along the bias axis
+            reduce = [i for i, size in enumerate(bias_shape) if size == 1]
+            grad_b = grad_x.sum(dim=reduce, keepdim=True)
+        return grad_x, grad_b, None, None, None, None
 
 
 class FullyConnectedLayer(nn.Module):

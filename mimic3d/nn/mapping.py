@@ -16,11 +16,13 @@ def normalize_2nd_moment(x: Tensor, dim: int = 1, eps: float = 1e-8) -> Tensor:
 class MappingNetwork(nn.Module):
     """MLP from latent z [N, z_dim] and label c [N, c_dim] to w [N, num_ws, w_dim].
 
-    z is normalised by its second moment; c is embedded by an FC layer to ``embed_features`` and
-    normalised the same way; both are concatenated and run through ``num_layers`` lrelu FC layers
-    with learning-rate multiplier ``lr_multiplier``. ``num_ws=None`` returns [N, w_dim] without
-    broadcasting (the discriminator's conditioning mapping). ``w_avg`` tracks the mean w with
-    decay ``w_avg_beta`` when ``update_emas`` is set; truncation pulls ws toward it.
+    z is normalised by its second moment (unless ``normalize_z`` is False: a distilled student's
+    input is a standardised teacher w, whose norm carries the truncation); c is embedded by an FC
+    layer to ``embed_features`` and normalised the same way; both are concatenated and run through
+    ``num_layers`` lrelu FC layers with learning-rate multiplier ``lr_multiplier``. ``num_ws=None``
+    returns [N, w_dim] without broadcasting (the discriminator's conditioning mapping). ``w_avg``
+    tracks the mean w with decay ``w_avg_beta`` when ``update_emas`` is set; truncation pulls ws
+    toward it.
     """
 
     def __init__(
@@ -35,6 +37,7 @@ class MappingNetwork(nn.Module):
         activation: str = "lrelu",
         lr_multiplier: float = 0.01,
         w_avg_beta: float | None = 0.998,
+        normalize_z: bool = True,
     ) -> None:
         super().__init__()
         if z_dim == 0 and c_dim == 0:
@@ -47,6 +50,7 @@ class MappingNetwork(nn.Module):
         self.num_ws = num_ws
         self.num_layers = num_layers
         self.w_avg_beta = w_avg_beta
+        self.normalize_z = normalize_z
 
         if embed_features is None:
             embed_features = w_dim
@@ -86,7 +90,8 @@ class MappingNetwork(nn.Module):
                 raise ValueError(
                     f"MappingNetwork: z must be [N, {self.z_dim}], got {None if z is None else list(z.shape)}"
                 )
-            x = normalize_2nd_moment(z.to(torch.get_default_dtype()))
+            x = z.to(torch.get_default_dtype())
+            x = normalize_2nd_moment(x) if self.normalize_z else x
         if self.c_dim > 0:
             if c is None or c.ndim != 2 or c.shape[1] != self.c_dim:
                 raise ValueError(

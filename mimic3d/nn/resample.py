@@ -21,6 +21,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from mimic3d.runtime import kernel_paths
+
 Scaling = int | Sequence[int]
 Padding = int | Sequence[int]
 
@@ -90,7 +92,7 @@ def _depthwise_pass(
     x: Tensor, kernel: Tensor, up: tuple[int, int], down: tuple[int, int], pad: tuple[int, int, int, int]
 ) -> Tensor:
     """One upfirdn pass with a correlation kernel [kh, kw] on x [N, C, H, W] (steps as in upfirdn2d)."""
-    channels = x.shape[1]
+    channels = int(x.shape[1])  # a constant, not a traced size: exporters need the filter's shape
     kh, kw = kernel.shape
     (ux, uy), (dx, dy) = up, down
     px0, px1, py0, py1 = pad
@@ -142,14 +144,61 @@ def upfirdn2d(
             f"upfirdn2d: padded/upsampled image {list(x.shape[2:])}*{(uy, ux)} is smaller than the filter"
         )
     if f is None:
-        f = torch.ones([1, 1], dtype=x.dtype, device=x.device)
+        f = torch.ones([1, 1], dtype=torch.float32, device=x.device)
+    settings = ((ux, uy), (dx, dy), (px0, px1, py0, py1), bool(flip_filter), float(gain))
+    if torch.is_grad_enabled() and x.requires_grad:
+        return _Upfirdn2d.apply(x, f, settings)
+    return _upfirdn2d(x, f, *settings)
+
+
+def _upfirdn2d(
+    x: Tensor,
+    f: Tensor,
+    up: tuple[int, int],
+    down: tuple[int, int],
+    pad: tuple[int, int, int, int],
+    flip_filter: bool,
+    gain: float,
+) -> Tensor:
+    """``upfirdn2d`` on checked arguments, as depthwise (transposed) convolutions."""
     f = f.to(device=x.device, dtype=x.dtype) * (gain ** (f.ndim / 2))
     if not flip_filter:
         f = f.flip(list(range(f.ndim)))
+    (ux, uy), (dx, dy), (px0, px1, py0, py1) = up, down, pad
     if f.ndim == 2:
         return _depthwise_pass(x, f, (ux, uy), (dx, dy), (px0, px1, py0, py1))
     x = _depthwise_pass(x, f[None, :], (ux, 1), (dx, 1), (px0, px1, 0, 0))
     return _depthwise_pass(x, f[:, None], (1, uy), (1, dy), (0, 0, py0, py1))
+
+
+class _Upfirdn2d(torch.autograd.Function):
+    """``upfirdn2d`` whose backward is another ``upfirdn2d`` (its adjoint), as the official CUDA op:
+    nothing but shapes is kept for the backward pass (autograd would keep each padded copy), and the
+    backward is itself differentiable (R1). The filter is a constant (no gradient)."""
+
+    @staticmethod
+    def forward(ctx, x: Tensor, f: Tensor, settings: tuple) -> Tensor:  # type: ignore[override]
+        ctx.f, ctx.settings, ctx.in_shape = f, settings, x.shape
+        return _upfirdn2d(x, f, *settings)
+
+    @staticmethod
+    def backward(ctx, grad: Tensor) -> tuple[Tensor, None, None]:  # type: ignore[override]
+        (ux, uy), (dx, dy), (px0, _, py0, _), flip_filter, gain = ctx.settings
+        fw, fh = filter_size(ctx.f)
+        ih, iw = ctx.in_shape[2:]
+        oh, ow = grad.shape[2:]
+        # The official op's adjoint padding: the transposed pipeline maps the output grid back onto
+        # the input grid exactly.
+        pad = (
+            fw - px0 - 1,
+            iw * ux - ow * dx + px0 - ux + 1,
+            fh - py0 - 1,
+            ih * uy - oh * dy + py0 - uy + 1,
+        )
+        settings = ((dx, dy), (ux, uy), pad, not flip_filter, gain)
+        if torch.is_grad_enabled():
+            return _Upfirdn2d.apply(grad, ctx.f, settings), None, None
+        return _upfirdn2d(grad, ctx.f, *settings), None, None
 
 
 def filter2d(
@@ -235,8 +284,13 @@ def _transposed_conv(x: Tensor, kernel: Tensor, stride: int, groups: int) -> Ten
     -> [N, O, (H-1)*stride + kh, (W-1)*stride + kw]. Computed polyphase: output pixels with the
     same phase (m mod stride) see only every stride-th tap, so each phase is an ordinary
     convolution of x with that sub-kernel. On CPU this beats conv_transpose2d by up to ~1.8x for
-    the StyleGAN layer sizes (same multiply count, faster kernels).
+    the StyleGAN layer sizes (same multiply count, faster kernels); elsewhere (``kernel_paths``)
+    ``F.conv_transpose2d`` runs, as in the official code.
     """
+    if torch.jit.is_tracing() or not kernel_paths(x.device).polyphase_transposed_conv:
+        # Exporters (TorchScript, ONNX) need static shapes, which the phase-wise writes below lose;
+        # off CPU, F.conv_transpose2d runs as in the official code.
+        return transposed_conv_direct(x, kernel, stride, groups)
     n, _, height, width = x.shape
     out_channels, _, kh, kw = kernel.shape
     out_shape = [n, out_channels, (height - 1) * stride + kh, (width - 1) * stride + kw]
@@ -249,6 +303,14 @@ def _transposed_conv(x: Tensor, kernel: Tensor, stride: int, groups: int) -> Ten
             ty, tx = sub.shape[2:]
             y[:, :, ry::stride, rx::stride] = F.conv2d(x, sub, padding=(ty - 1, tx - 1), groups=groups)
     return y
+
+
+def transposed_conv_direct(x: Tensor, kernel: Tensor, stride: int, groups: int) -> Tensor:
+    """``_transposed_conv`` as one ``conv_transpose2d`` (its weight layout: [I, O/groups, kh, kw])."""
+    out_channels, in_per_group, kh, kw = kernel.shape
+    weight = kernel.reshape(groups, out_channels // groups, in_per_group, kh, kw).transpose(1, 2)
+    weight = weight.reshape(groups * in_per_group, -1, kh, kw)
+    return F.conv_transpose2d(x, weight, stride=stride, groups=groups)
 
 
 def conv2d_resample(

@@ -14,6 +14,7 @@ import torch
 from torch import Tensor, nn
 
 from mimic3d.render.triplane import TriplaneSampler
+from mimic3d.runtime import full_precision
 
 Field = Callable[[Tensor], tuple[Tensor, Tensor]]
 
@@ -24,7 +25,8 @@ class TriplaneField:
     planes: [N, 3, C, S, S] or a sequence of them (Mimic3D: coarse 256^2 + residual 512^2);
     decoder: features [..., C] -> (colour, raw sigma), e.g. ``TriplaneDecoder``;
     colour_channels: return only that many colour channels (decoders that take the keyword, like
-    ``TriplaneDecoder``, then skip computing the others).
+    ``TriplaneDecoder``, then skip computing the others);
+    align_corners: the lookup's grid_sample alignment (EpiGRAF: True).
     """
 
     def __init__(
@@ -34,8 +36,9 @@ class TriplaneField:
         box_warp: float,
         convention: str = "eg3d",
         colour_channels: int | None = None,
+        align_corners: bool = False,
     ) -> None:
-        self.sampler = TriplaneSampler(planes, box_warp, convention)
+        self.sampler = TriplaneSampler(planes, box_warp, convention, align_corners)
         self.colour_channels = colour_channels
         # Decoders that cannot skip channels (any callable module) decode all of them; we slice.
         self._decoder_selects = colour_channels is not None and _accepts_colour_channels(decoder)
@@ -47,20 +50,24 @@ class TriplaneField:
         self.decoder = decoder
 
     def __call__(self, points: Tensor) -> tuple[Tensor, Tensor]:
+        """Colour and raw sigma at points [N, P, 3], in float32 also under autocast (the decoder then
+        runs in the reduced type; the marcher's weights need float32)."""
         features = self.sampler.mean_features(points)
         if self.colour_channels is None:
-            return self.decoder(features)
-        if self._decoder_selects:
-            return self.decoder(features, colour_channels=self.colour_channels)
-        colour, sigma = self.decoder(features)
-        return colour[..., : self.colour_channels], sigma
+            colour, sigma = self.decoder(features)
+        elif self._decoder_selects:
+            colour, sigma = self.decoder(features, colour_channels=self.colour_channels)
+        else:
+            colour, sigma = self.decoder(features)
+            colour = colour[..., : self.colour_channels]
+        return full_precision(colour), full_precision(sigma)
 
     def density(self, points: Tensor) -> Tensor:
-        """Raw sigma only: points [N, P, 3] -> [N, P, 1]."""
+        """Raw sigma only: points [N, P, 3] -> [N, P, 1] float32."""
         features = self.sampler.mean_features(points)
         if hasattr(self.decoder, "density"):
-            return self.decoder.density(features)
-        return self.decoder(features)[1]
+            return full_precision(self.decoder.density(features))
+        return full_precision(self.decoder(features)[1])
 
 
 def _accepts_colour_channels(decoder: Callable) -> bool:

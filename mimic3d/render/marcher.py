@@ -27,11 +27,14 @@ def _check_samples(densities: Tensor, depths: Tensor) -> None:
         raise ValueError(f"densities: expected shape {list(depths.shape)}, got {list(densities.shape)}")
 
 
-def compositing_weights(densities: Tensor, depths: Tensor) -> Tensor:
-    """Per-interval weights alpha * transmittance: densities, depths [N, M, S, 1] -> [N, M, S-1, 1]."""
+def compositing_weights(densities: Tensor, depths: Tensor, density_shift: float = -1.0) -> Tensor:
+    """Per-interval weights alpha * transmittance: densities, depths [N, M, S, 1] -> [N, M, S-1, 1].
+
+    ``density_shift`` is added to the raw midpoint density before the softplus (EG3D: -1).
+    """
     _check_samples(densities, depths)
     deltas = depths[:, :, 1:] - depths[:, :, :-1]
-    sigma = F.softplus((densities[:, :, :-1] + densities[:, :, 1:]) / 2 - 1)  # -1: EG3D's activation bias
+    sigma = F.softplus((densities[:, :, :-1] + densities[:, :, 1:]) / 2 + density_shift)
     alpha = 1 - torch.exp(-(sigma * deltas))
     survive = torch.cat([torch.ones_like(alpha[:, :, :1]), 1 - alpha + 1e-10], -2)
     return alpha * torch.cumprod(survive, -2)[:, :, :-1]
@@ -50,8 +53,12 @@ def sample_weights(interval_weights: Tensor) -> Tensor:
 
 
 def composite(values: Tensor, weights: Tensor) -> Tensor:
-    """sum_s weights[..., s, 0] * values[..., s, :]: [N, M, S, C], [N, M, S, 1] -> [N, M, C]."""
-    return torch.matmul(weights.transpose(-1, -2), values).squeeze(-2)
+    """sum_s weights[..., s, 0] * values[..., s, :]: [N, M, S, C], [N, M, S, 1] -> [N, M, C].
+
+    In the inputs' dtype also under autocast (compositing is part of the float32 volume rendering).
+    """
+    with torch.autocast(values.device.type, enabled=False):
+        return torch.matmul(weights.transpose(-1, -2), values).squeeze(-2)
 
 
 def finish_march(
@@ -80,6 +87,7 @@ def march_rays(
     *,
     white_background: bool = False,
     depth_range: tuple[float, float] | None = None,
+    density_shift: float = -1.0,
 ) -> MarchResult:
     """Composite samples colors [N, M, S, C], raw densities [N, M, S, 1], sorted depths [N, M, S, 1].
 
@@ -90,7 +98,7 @@ def march_rays(
     _check_samples(densities, depths)
     if colors.ndim != 4 or colors.shape[:3] != depths.shape[:3]:
         raise ValueError(f"colors: expected shape {list(depths.shape[:3])} + [C], got {list(colors.shape)}")
-    weights = compositing_weights(densities, depths)
+    weights = compositing_weights(densities, depths, density_shift)
     per_sample = sample_weights(weights)
     if depth_range is None:
         depth_range = (float(depths.min()), float(depths.max()))

@@ -118,3 +118,43 @@ def importance_sample(
             midpoints[:, :-1], smoothed[:, 1:-1], num_samples, deterministic=not perturb, generator=generator
         )
     return fine.view(n, m, num_samples, 1)
+
+
+def jitter_within_cells(depths: Tensor, generator: torch.Generator | None = None) -> Tensor:
+    """EpiGRAF's stratified jitter: each sample drawn uniformly in its cell, between the midpoints to
+    its neighbours (the first and last cells end at the first and last sample). depths [..., S, 1]
+    (sorted along S, any sign) -> [..., S, 1]."""
+    if depths.ndim < 2 or depths.shape[-1] != 1 or depths.shape[-2] < 2:
+        raise ValueError(f"depths: expected shape [..., S, 1] with S >= 2, got {list(depths.shape)}")
+    mids = 0.5 * (depths[..., 1:, :] + depths[..., :-1, :])
+    upper = torch.cat([mids, depths[..., -1:, :]], -2)
+    lower = torch.cat([depths[..., :1, :], mids], -2)
+    noise = torch.rand(depths.shape, generator=generator, device=depths.device, dtype=depths.dtype)
+    return lower + (upper - lower) * noise
+
+
+def importance_sample_cells(
+    depths: Tensor,
+    weights: Tensor,
+    num_samples: int,
+    *,
+    perturb: bool = True,
+    generator: torch.Generator | None = None,
+) -> Tensor:
+    """EpiGRAF's fine depths from coarse depths [N, M, S, 1] and their per-sample weights [N, M, S, 1].
+
+    Unlike EG3D's ``importance_sample`` the weights are not smoothed: the interior weights + 1e-5
+    are sampled over the S - 1 coarse-depth midpoints (every midpoint interval can be drawn).
+    Returns detached [N, M, K, 1].
+    """
+    if depths.ndim != 4 or depths.shape[-1] != 1 or depths.shape[2] < 3:
+        raise ValueError(f"depths: expected shape [N, M, S, 1] with S >= 3, got {list(depths.shape)}")
+    n, m, s, _ = depths.shape
+    if weights.shape != depths.shape:
+        raise ValueError(f"weights: expected shape {list(depths.shape)}, got {list(weights.shape)}")
+    with torch.no_grad():
+        flat_depths = depths.reshape(n * m, s)
+        midpoints = 0.5 * (flat_depths[:, :-1] + flat_depths[:, 1:])
+        interior = weights.reshape(n * m, s)[:, 1:-1] + 1e-5
+        fine = sample_pdf(midpoints, interior, num_samples, deterministic=not perturb, generator=generator)
+    return fine.view(n, m, num_samples, 1)

@@ -1,9 +1,10 @@
 """``doctor``: what this installation has (versions, devices, fast paths, weight files) and whether its
 numerics still work, checked by rendering a fixed tiny generator and comparing with stored pixels.
 
-The reference generator is the "tiny-mimic3d" preset (both branches, 3D-aware stream and 3D
-super-resolution) with weights drawn per tensor from ``np.random.RandomState(crc32(name))``, so they do
-not depend on module construction order or on torch's random streams. Seed 0 is rendered with
+The reference generators are the "tiny-mimic3d" preset (both branches, 3D-aware stream and 3D
+super-resolution) and the "tiny-epigraf-bg" preset (EpiGRAF's integration, plane conventions and
+sphere background), with weights drawn per tensor from ``np.random.RandomState(crc32(name))``, so they
+do not depend on module construction order or on torch's random streams. Seed 0 is rendered with
 truncation 0.7 from a fixed side view on the CPU, deterministically, and compared with
 ``doctor_reference.npz`` (shipped inside the package). Black, constant, non-finite or shifted renders
 all fail the check. Accelerators are compared with a looser tolerance (TF32 convolutions).
@@ -29,10 +30,11 @@ from mimic3d.checkpoints.pretrained import WeightFile, cache_dir, verify_file
 from mimic3d.models import TriplaneGenerator, generator_preset
 from mimic3d.tools.latents import seed_ws
 from mimic3d.tools.rendering import render_branch
-from mimic3d.tools.viewpoints import view_labels
+from mimic3d.tools.viewpoints import camera_preset_for, view_labels
 
 REFERENCE_FILE = Path(__file__).with_name("doctor_reference.npz")
 REFERENCE_PRESET = "tiny-mimic3d"
+EPIGRAF_REFERENCE_PRESET = "tiny-epigraf-bg"  # its renders are stored as epigraf_image, epigraf_depth
 REFERENCE_SEED = 0
 REFERENCE_PSI = 0.7
 REFERENCE_VIEW = (0.3, -0.1)  # yaw, pitch offsets from frontal (radians)
@@ -66,9 +68,9 @@ def _reference_values(name: str, shape: Sequence[int]) -> torch.Tensor:
     return values
 
 
-def reference_generator() -> TriplaneGenerator:
-    """The doctor's fixed tiny generator, on the CPU in eval mode."""
-    G = TriplaneGenerator(generator_preset(REFERENCE_PRESET)).eval().requires_grad_(False)
+def reference_generator(preset: str = REFERENCE_PRESET) -> TriplaneGenerator:
+    """The doctor's fixed tiny generator of ``preset``, on the CPU in eval mode."""
+    G = TriplaneGenerator(generator_preset(preset)).eval().requires_grad_(False)
     state = G.state_dict()
     for name, tensor in state.items():
         # Filters and the label statistics are fixed constants, not weights.
@@ -77,8 +79,11 @@ def reference_generator() -> TriplaneGenerator:
     return G
 
 
-def reference_renders(G: TriplaneGenerator) -> dict[str, np.ndarray]:
-    """The renders the reference file stores: both branches' images and depths of the reference seed."""
+def reference_renders(
+    G: TriplaneGenerator, epigraf: TriplaneGenerator | None = None
+) -> dict[str, np.ndarray]:
+    """The renders the reference file stores: both branches' images and depths of the reference seed,
+    and (given the EpiGRAF reference generator) its image and depth from its own cameras."""
     device = next(G.parameters()).device
     preset = PRESETS["ffhq"]
     ws = seed_ws(G, [REFERENCE_SEED], preset, REFERENCE_PSI)
@@ -88,13 +93,21 @@ def reference_renders(G: TriplaneGenerator) -> dict[str, np.ndarray]:
         image, depth = render_branch(G, ws, c, branch)
         renders[f"image_{branch}"] = image[0].float().cpu().numpy()
         renders[f"depth_{branch}"] = depth[0].float().cpu().numpy()
+    if epigraf is not None:
+        preset = camera_preset_for(epigraf)
+        ws = seed_ws(epigraf, [REFERENCE_SEED], preset, REFERENCE_PSI)
+        c = view_labels([REFERENCE_VIEW[0]], REFERENCE_VIEW[1], preset, device)
+        image, depth = render_branch(epigraf, ws, c, "3d")
+        renders["epigraf_image"] = image[0].float().cpu().numpy()
+        renders["epigraf_depth"] = depth[0].float().cpu().numpy()
     return renders
 
 
 def write_reference(path: str | os.PathLike = REFERENCE_FILE) -> Path:
-    """Render the reference generator on the CPU and store the result (run after a deliberate change)."""
+    """Render the reference generators on the CPU and store the result (run after a deliberate change)."""
     path = Path(path)
-    np.savez_compressed(path, **reference_renders(reference_generator()))
+    renders = reference_renders(reference_generator(), reference_generator(EPIGRAF_REFERENCE_PRESET))
+    np.savez_compressed(path, **renders)
     return path
 
 
@@ -109,7 +122,9 @@ def check_reference(
         return Check(name, False, f"reference file {reference} is missing (a broken installation)")
     with np.load(reference) as stored:
         expected = {key: stored[key] for key in stored.files}
-    renders = reference_renders(reference_generator().to(device))
+    renders = reference_renders(
+        reference_generator().to(device), reference_generator(EPIGRAF_REFERENCE_PRESET).to(device)
+    )
     tolerance = CPU_TOLERANCE if device.type == "cpu" else ACCELERATOR_TOLERANCE
     worst, problems = 0.0, []
     for key, want in expected.items():
@@ -120,7 +135,7 @@ def check_reference(
         if not np.isfinite(got).all():
             problems.append(f"{key} has non-finite values")
             continue
-        if key.startswith("image") and got.std() < MIN_IMAGE_STD:
+        if "image" in key and got.std() < MIN_IMAGE_STD:
             problems.append(f"{key} is constant (value {got.mean():.3f}): a black or blank render")
         difference = float(np.abs(got - want).max())
         worst = max(worst, difference)
@@ -260,7 +275,7 @@ def run_doctor(verify: bool = False, print_fn=print) -> int:
     section("fast paths", fast_paths())
     checks = [check_reference("cpu")] + [check_reference(device) for device in accelerators()]
     section(
-        f"numerics ({REFERENCE_PRESET}, seed {REFERENCE_SEED})",
+        f"numerics ({REFERENCE_PRESET}, {EPIGRAF_REFERENCE_PRESET}, seed {REFERENCE_SEED})",
         [(check.name, ("ok: " if check.ok else "FAILED: ") + check.detail) for check in checks],
     )
     for title, rows in weight_files(verify).items():

@@ -23,9 +23,9 @@ from tqdm import tqdm
 
 from mimic3d.camera import split_label
 from mimic3d.models.generator import TriplaneGenerator, Triplanes
-from mimic3d.render import Field, TriplaneRenderer, rays_from_uv
+from mimic3d.render import Field, TriplaneRenderer, image_uv, rays_from_uv
 from mimic3d.tools.imaging import tile_grid, to_uint8
-from mimic3d.tools.rendering import check_render_resolution, render_branch
+from mimic3d.tools.rendering import check_render_resolution, render_branch, shared_planes
 
 RowRenderer = Callable[[Tensor], Tensor]  # camera label [1, 25] -> RGB row [W, 3] in [-1, 1]
 
@@ -70,9 +70,15 @@ def model_row_renderer(
     if branch == "3d":
         size = G.img_resolution if resolution is None else resolution
         index = row_index(row, size)
-        renderer = G.renderer.with_options(perturb=False)
-        field = renderer.field(planes.field_planes(), G.decoder)
-        return lambda c: render_field_row(field, renderer, c, size, index)
+        uv = image_uv(size, planes.coarse.device, G.config.rendering.pixel_grid).view(size, size, 2)[index]
+
+        def render_row(c: Tensor) -> Tensor:
+            cam2world, intrinsics = split_label(c)
+            origins, directions = rays_from_uv(cam2world, intrinsics, uv)
+            with torch.no_grad():
+                return G.render_rays(planes, origins, directions, perturb=False, channels=3).features[0]
+
+        return render_row
     index = row_index(row, G.img_resolution)
     return lambda c: render_branch(G, ws, c, "2d", planes)[0][0, :, index].transpose(0, 1)
 
@@ -135,8 +141,7 @@ def seed_epis(
     """{branch: EPI [F, W, 3]} of ws [1, num_ws, w_dim] over cameras labels [F, 25] (e.g. a yaw sweep);
     the tri-planes are computed once."""
     check_render_resolution(resolution)
-    with torch.no_grad():
-        planes = G.planes(ws, noise_mode="const", residual=None if "3d" in branches else False)
+    planes = shared_planes(G, ws, "3d" in branches)
     return {
         branch: spatio_temporal_texture(
             model_row_renderer(G, ws, planes, branch, row, resolution), labels, progress

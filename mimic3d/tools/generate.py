@@ -31,7 +31,7 @@ from mimic3d.tools.imaging import (
 from mimic3d.tools.latents import seed_ws
 from mimic3d.tools.normals import normals_from_depth
 from mimic3d.tools.parsing import parse_floats, parse_seeds
-from mimic3d.tools.rendering import check_branches, check_render_resolution, render_branch
+from mimic3d.tools.rendering import check_branches, check_render_resolution, render_branch, shared_planes
 from mimic3d.tools.viewpoints import camera_preset_for, view_labels
 
 # EG3D's gen_samples.py views: yaw offsets 0.4, 0, -0.4 at a pitch offset of -0.2 (camera above).
@@ -49,8 +49,7 @@ def render_views_grid(
     normals: bool = True,
 ) -> np.ndarray:
     """uint8 grid [rows * S, V * S, 3] of ws [1, num_ws, w_dim] seen from cameras labels [V, 25]."""
-    with torch.no_grad():
-        planes = G.planes(ws, noise_mode="const", residual=None if "3d" in branches else False)
+    planes = shared_planes(G, ws, "3d" in branches)
     renders = {}
     for branch in branches:
         views = [
@@ -91,7 +90,7 @@ def generate_sample_grids(
     render size (default: the image resolution).
     """
     seeds = parse_seeds(seeds)
-    branches = check_branches(branch)
+    branches = check_branches(branch, G)
     check_render_resolution(resolution)
     offsets = parse_floats(yaw_offsets, "views")
     preset = camera_preset_for(G, camera)

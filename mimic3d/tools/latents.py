@@ -20,6 +20,13 @@ def seed_latents(seeds: Sequence[int], z_dim: int, device: torch.device | str = 
     return torch.from_numpy(np.stack(rows)).float().to(device)
 
 
+def seed_class_labels(seeds: Sequence[int], class_dim: int, device: torch.device | str = "cpu") -> Tensor:
+    """One-hot labels [N, class_dim]: seed s picks ``np.random.RandomState(s).choice(class_dim)``, as
+    EpiGRAF's scripts (``sample_c_from_seeds``) do for class-conditional models."""
+    index = [int(np.random.RandomState(seed).choice(np.arange(class_dim))) for seed in seeds]
+    return torch.eye(class_dim, device=device)[index]
+
+
 def seed_ws(
     G: nn.Module,
     seeds: Sequence[int],
@@ -27,12 +34,16 @@ def seed_ws(
     truncation_psi: float = 1.0,
     truncation_cutoff: int | None = None,
 ) -> Tensor:
-    """ws [N, num_ws, w_dim] of ``seeds``, mapped with the frontal conditioning camera of ``preset``."""
+    """ws [N, num_ws, w_dim] of ``seeds``, mapped with the frontal conditioning camera of ``preset``
+    (and, for class-conditional models, the class each seed draws: ``seed_class_labels``)."""
     device = next(G.parameters()).device
     z = seed_latents(seeds, G.z_dim, device)
     c = conditioning_label(preset, len(seeds), device)
+    class_dim = getattr(getattr(G, "config", None), "class_dim", 0)
+    labels = seed_class_labels(seeds, class_dim, device) if class_dim else None
     with torch.no_grad():
-        return G.mapping(z, c, truncation_psi=truncation_psi, truncation_cutoff=truncation_cutoff)
+        options = dict(truncation_psi=truncation_psi, truncation_cutoff=truncation_cutoff)
+        return G.mapping(z, c, **options, labels=labels) if labels is not None else G.mapping(z, c, **options)
 
 
 def interpolate_keyframes(keyframes: Tensor, times: np.ndarray) -> Tensor:

@@ -31,8 +31,10 @@ from mimic3d.tools.parsing import check_positive_int
 DensityFn = Callable[[Tensor], Tensor]  # points [P, 3] -> sigma [P] (or [P, 1])
 ColourFn = Callable[[Tensor], Tensor]  # points [P, 3] -> RGB [P, 3] in [0, 1]
 
-# EG3D's geometry scripts: raw-sigma level 10 and a border of 30 voxels per 256.
+# EG3D's geometry scripts: raw-sigma level 10 and a border of 30 voxels per 256; EpiGRAF's
+# extract_geometry.py: raw-sigma level 25.
 EG3D_LEVEL = 10.0
+EPIGRAF_LEVEL = 25.0
 EG3D_BORDER_FRACTION = 30 / 256
 MESH_RESOLUTIONS = (64, 128, 256, 512)
 
@@ -150,22 +152,26 @@ def _check_level(level: float, low: float, high: float) -> None:
 
 
 def choose_level(
-    volume: np.ndarray, border_fraction: float = EG3D_BORDER_FRACTION, level: float | None = None
+    volume: np.ndarray,
+    border_fraction: float = EG3D_BORDER_FRACTION,
+    level: float | None = None,
+    official: float = EG3D_LEVEL,
 ) -> tuple[float, bool]:
     """(iso level, whether it was chosen automatically) for meshing ``volume`` [R, R, R].
 
     A given ``level`` must cut the density inside the border (ValueError naming the range). None:
-    EG3D's level when it cuts, else halfway between the median and the maximum density inside the
-    border, so that the densest region of a barely trained model still shows; ValueError when the
-    density is flat there (no surface at any level).
+    the ``official`` level (EG3D's 10; EpiGRAF's 25, see ``default_level``) when it cuts, else halfway
+    between the median and the maximum density inside the border, so that the densest region of a
+    barely trained model still shows; ValueError when the density is flat there (no surface at any
+    level).
     """
     border = border_voxels(volume.shape[0], border_fraction)
     low, high = _inner_range(volume, border)
     if level is not None:
         _check_level(level, low, high)
         return level, False
-    if low < EG3D_LEVEL < high:
-        return EG3D_LEVEL, False
+    if low < official < high:
+        return official, False
     inner = volume[border:-border, border:-border, border:-border]
     automatic = (float(np.median(inner)) + high) / 2
     if not low < automatic < high:
@@ -203,13 +209,21 @@ def model_density_fn(G: TriplaneGenerator, ws: Tensor, planes: Triplanes) -> Den
     return lambda points: G.sample_density(points[None].to(ws.device), ws, planes=planes)[0, :, 0]
 
 
+def default_level(G: TriplaneGenerator) -> float:
+    """The raw-sigma iso level of the model's official geometry script (EG3D 10, EpiGRAF 25)."""
+    return EPIGRAF_LEVEL if G.config.decoder == "epigraf" else EG3D_LEVEL
+
+
 def model_colour_fn(G: TriplaneGenerator, planes: Triplanes) -> ColourFn:
-    """The decoder's RGB (its first three feature channels, in [0, 1]) at world points."""
+    """The decoder's RGB (its first three feature channels) in [0, 1] at world points (EpiGRAF's raw
+    colours in [-1, 1] are mapped to [0, 1])."""
     device = planes.coarse.device
+    raw = G.config.decoder == "epigraf"
 
     def colour(points: Tensor) -> Tensor:
         features, _ = G.renderer.sample(planes.field_planes(), G.decoder, points[None].to(device))
-        return features[0, :, :3]
+        rgb = features[0, :, :3]
+        return (rgb + 1) / 2 if raw else rgb
 
     return colour
 
@@ -253,9 +267,9 @@ def seed_mesh(
     border_fraction: float = EG3D_BORDER_FRACTION,
     colours: bool = True,
 ) -> tuple[trimesh.Trimesh, MeshReport]:
-    """Mesh of a ``seed_volume`` at ``level`` (raw sigma; default ``choose_level``'s), vertex colours
-    from the decoder, and its report."""
-    level, automatic = choose_level(volume, border_fraction, level)
+    """Mesh of a ``seed_volume`` at ``level`` (raw sigma; default ``choose_level``'s with the model's
+    official level, ``default_level(G)``), vertex colours from the decoder, and its report."""
+    level, automatic = choose_level(volume, border_fraction, level, default_level(G))
     border = border_voxels(volume.shape[0], border_fraction)
     mesh = extract_mesh(volume, level, G.config.rendering.box_warp, border=border)
     if colours:

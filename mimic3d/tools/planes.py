@@ -2,9 +2,9 @@
 
 Each plane is shown as the L2 norm of its feature vector per texel through the viridis colour map,
 one row per tri-plane (coarse, then residual), one column per plane in the model's projection order
-(EG3D: xy, xz, zx; Mimic3D: xy, yz, zx). A plane's height axis points up in the picture and its
-width axis right, e.g. the xy plane is seen from the front with +y up. The three planes of a row
-share one colour range, so their norms compare.
+(EG3D: xy, xz, zx; Mimic3D: xy, yz, zx; EpiGRAF, in world axes: zy, z-x, y-x). A plane's height
+axis points up in the picture and its width axis right, e.g. the xy plane is seen from the front
+with +y up. The three planes of a row share one colour range, so their norms compare.
 """
 
 from __future__ import annotations
@@ -13,17 +13,17 @@ import numpy as np
 import torch
 
 from mimic3d.models.generator import Triplanes
-from mimic3d.render.triplane import plane_axes
+from mimic3d.render.triplane import plane_axis_names
 from mimic3d.tools.imaging import colorize, resize_images, tile_grid
 from mimic3d.tools.parsing import check_positive_int
 
-AXIS_NAMES = "xyz"
 MAX_TILE_SIZE = 4096  # a picture of 2 x 3 such tiles is 300 MB of uint8: beyond that, a typo
 
 
 def plane_names(convention: str) -> list[str]:
-    """Names of the three planes, width axis first: ["xy", "xz", "zx"] for "eg3d"."""
-    return [AXIS_NAMES[w] + AXIS_NAMES[h] for w, h in plane_axes(convention)]
+    """Names of the three planes in world axes, width axis first: ["xy", "xz", "zx"] for "eg3d",
+    ["zy", "z-x", "y-x"] for "epigraf" (a "-" marks a negated axis)."""
+    return [width + height for width, height in plane_axis_names(convention)]
 
 
 def feature_norms(planes: torch.Tensor) -> torch.Tensor:

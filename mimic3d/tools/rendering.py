@@ -12,9 +12,12 @@ from torch import Tensor
 
 from mimic3d.checkpoints.load import load
 from mimic3d.models.generator import BRANCHES, TriplaneGenerator, Triplanes
+from mimic3d.models.student import NO_3D, StudentGenerator
 from mimic3d.render import TriplaneRenderer
 from mimic3d.tools.parsing import check_positive_int
 
+# What the tools render: a tri-plane generator or a distilled student (same mapping/synthesis API).
+Generator = TriplaneGenerator | StudentGenerator
 # Sizes of the images the tools render (the 3D branch renders any size in ray chunks; the bound keeps
 # a mistyped size from allocating gigabytes). Normal maps need at least 2x2 pixels.
 MIN_RENDER_RESOLUTION = 2
@@ -28,37 +31,64 @@ def check_render_resolution(resolution: int | None, name: str = "resolution") ->
     return check_positive_int(resolution, name, MIN_RENDER_RESOLUTION, MAX_RENDER_RESOLUTION)
 
 
-def load_generator(path: str | os.PathLike, device: str | torch.device = "cpu") -> TriplaneGenerator:
-    """The EMA tri-plane generator of a checkpoint (portable or official pickle), in eval mode."""
+def load_generator(path: str | os.PathLike, device: str | torch.device = "cpu") -> Generator:
+    """The EMA generator of a checkpoint (portable or official pickle), in eval mode: a tri-plane
+    generator or a distilled student."""
     G = load(path, device)
-    if not isinstance(G, TriplaneGenerator):
+    if not isinstance(G, TriplaneGenerator | StudentGenerator):
         raise ValueError(
-            f"{path}: holds a {type(G).__name__}, expected a tri-plane generator (give the checkpoint "
-            "folder, or its G_ema network folder)"
+            f"{path}: holds a {type(G).__name__}, expected a tri-plane generator or a distilled student "
+            "(give the checkpoint folder, or its G_ema network folder)"
         )
+    return G
+
+
+def require_3d(G: Generator, source: str | os.PathLike) -> TriplaneGenerator:
+    """``G`` if it has a 3D representation (tri-planes, density); ValueError naming ``source`` if not."""
+    if isinstance(G, StudentGenerator):
+        teacher = f" ({G.config.teacher_source})" if G.config.teacher_source else ""
+        raise ValueError(f"{source}: {NO_3D}{teacher}")
     return G
 
 
 BRANCH_CHOICES = (*BRANCHES, "both")
 
 
-def check_branches(branch: str) -> tuple[str, ...]:
-    """'2d' | '3d' | 'both' -> the branches to render."""
+def check_branches(branch: str, G: Generator | None = None) -> tuple[str, ...]:
+    """'2d' | '3d' | 'both' -> the branches to render ('both': every branch ``G`` has; a student's
+    only branch is '2d')."""
     if branch == "both":
-        return BRANCHES
+        return tuple(getattr(G, "branches", BRANCHES))
     if branch not in BRANCHES:
         raise ValueError(f"branch: expected '2d', '3d' or 'both', got {branch!r}")
+    if isinstance(G, StudentGenerator) and branch not in G.branches:
+        raise ValueError(f"branch: {branch!r} is not available, {NO_3D} (its branch is '2d')")
     return (branch,)
+
+
+def shared_planes(G: Generator, ws: Tensor, with_3d: bool = True) -> Triplanes | None:
+    """Tri-planes of ws [N, num_ws, w_dim] to render many views from (``with_3d``: with the 3D
+    branch's residual planes), or None for a student, which has none and renders each view whole."""
+    if isinstance(G, StudentGenerator):
+        return None
+    with torch.no_grad():
+        return G.planes(ws, noise_mode="const", residual=None if with_3d else False)
 
 
 @contextmanager
 def render_settings(
-    G: TriplaneGenerator, depth_multiplier: float = 1.0, chunk_rays: int | None = None
-) -> Iterator[TriplaneGenerator]:
+    G: Generator, depth_multiplier: float = 1.0, chunk_rays: int | None = None
+) -> Iterator[Generator]:
     """Temporarily render ``G`` deterministically (no jitter), with ``depth_multiplier`` times the depth
-    samples (EG3D's video scripts use 2) and ``chunk_rays`` rays per chunk (the memory bound)."""
+    samples (EG3D's video scripts use 2) and ``chunk_rays`` rays per chunk (the memory bound).
+    A student renders no rays: it is yielded unchanged."""
     if not depth_multiplier > 0:
         raise ValueError(f"depth_multiplier: expected a positive number, got {depth_multiplier}")
+    if isinstance(G, StudentGenerator):
+        if chunk_rays is not None:
+            check_positive_int(chunk_rays, "chunk_rays")
+        yield G
+        return
     original = G.renderer
     config = original.config
     changes: dict = dict(
@@ -76,7 +106,7 @@ def render_settings(
 
 
 def render_branch(
-    G: TriplaneGenerator,
+    G: Generator,
     ws: Tensor,
     c: Tensor,
     branch: str,

@@ -22,16 +22,22 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import torch
 from torch import Tensor
 from tqdm import tqdm
 
+from mimic3d.camera import CameraPreset
 from mimic3d.export.video import VideoWriter
 from mimic3d.models.generator import TriplaneGenerator, Triplanes
 from mimic3d.tools.imaging import depth_range, depth_to_images, resize_images, tile_grid, to_uint8
 from mimic3d.tools.latents import interpolate_keyframes, seed_ws, style_mix
 from mimic3d.tools.parsing import check_positive_int, parse_grid, parse_layers, parse_seeds
-from mimic3d.tools.rendering import check_branches, check_render_resolution, render_branch, render_settings
+from mimic3d.tools.rendering import (
+    check_branches,
+    check_render_resolution,
+    render_branch,
+    render_settings,
+    shared_planes,
+)
 from mimic3d.tools.trajectories import trajectory_labels
 from mimic3d.tools.viewpoints import camera_preset_for
 
@@ -54,7 +60,7 @@ class _Cell:
     depth_ranges: dict[str, tuple[float, float]] | None = None
 
     def ws_at(self, frame_times: np.ndarray, frame: int) -> Tensor:
-        if self.planes is not None:
+        if self.ws.shape[0] == 1:
             return self.ws
         return interpolate_keyframes(self.ws, frame_times[frame : frame + 1])
 
@@ -128,7 +134,7 @@ def render_video(
     depth: bool = False,
     truncation_psi: float = 1.0,
     truncation_cutoff: int | None = None,
-    camera: str | None = None,
+    camera: str | CameraPreset | None = None,
     yaw_range: float | None = None,
     pitch_range: float | None = None,
     resolution: int | None = None,
@@ -137,12 +143,14 @@ def render_video(
     depth_multiplier: float = 2.0,
     chunk_rays: int | None = None,
     progress: bool = True,
+    ws: Tensor | None = None,
 ) -> VideoSummary:
     """Render an MP4 to ``path``; see the module docstring. ``resolution`` is the 3D branch's render
     size (default: the image resolution); ``depth_multiplier`` scales the depth samples per ray
-    (EG3D's video script uses 2)."""
+    (EG3D's video script uses 2). ``ws`` [N, num_ws, w_dim] (e.g. an inverted latent) replaces the
+    seeds' latents: one cell each, in a row."""
     seeds = parse_seeds(seeds)
-    branches = check_branches(branch)
+    branches = check_branches(branch, G)
     check_positive_int(num_frames, "frames")
     check_render_resolution(resolution)
     grid = None if grid is None else parse_grid(grid)
@@ -151,12 +159,13 @@ def render_video(
     device = next(G.parameters()).device
     labels = trajectory_labels(trajectory, num_frames, preset, yaw_range, pitch_range, device)
     mapping = dict(preset=preset, truncation_psi=truncation_psi, truncation_cutoff=truncation_cutoff)
-    rows = _cell_grid(G, seeds, grid, interpolate, style, mix_layers, mapping)
-    needs_residual = None if "3d" in branches else False
-    with torch.no_grad():
-        for cell in (cell for row in rows for cell in row):
-            if cell.ws.shape[0] == 1:
-                cell.planes = G.planes(cell.ws, noise_mode="const", residual=needs_residual)
+    if ws is None:
+        rows = _cell_grid(G, seeds, grid, interpolate, style, mix_layers, mapping)
+    else:
+        rows = [[_Cell(ws[i : i + 1].to(device)) for i in range(ws.shape[0])]]
+    for cell in (cell for row in rows for cell in row):
+        if cell.ws.shape[0] == 1:
+            cell.planes = shared_planes(G, cell.ws, "3d" in branches)
     keyframe_count = rows[0][0].ws.shape[0]
     frame_times = np.arange(num_frames) * keyframe_count / num_frames
     with render_settings(G, depth_multiplier, chunk_rays), VideoWriter(path, fps) as writer:
@@ -169,8 +178,7 @@ def render_video(
                     ws = cell.ws_at(frame_times, frame)
                     planes = cell.planes
                     if planes is None:
-                        with torch.no_grad():
-                            planes = G.planes(ws, noise_mode="const", residual=needs_residual)
+                        planes = shared_planes(G, ws, "3d" in branches)
                     tiles[-1].append(_cell_tile(G, cell, ws, planes, c, branches, depth, resolution))
             writer.append(tile_grid(tiles))
         height, width = writer.frame_size

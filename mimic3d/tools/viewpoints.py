@@ -12,13 +12,17 @@ from mimic3d.camera import PRESETS, CameraPreset, make_label, orbit_cam2world
 from mimic3d.render import RENDER_PRESETS
 
 
-def camera_preset_for(G: nn.Module, name: str | None = None) -> CameraPreset:
+def camera_preset_for(G: nn.Module, name: str | CameraPreset | None = None) -> CameraPreset:
     """The camera preset (focal, radius, pivot) to render ``G`` with.
 
-    ``name`` picks one of ``PRESETS`` explicitly; otherwise the model's rendering settings decide:
-    ShapeNet's ray range and box (0.1..2.6, box 1.6) mean the car preset, anything else the FFHQ one
+    ``name`` picks one of ``PRESETS`` explicitly (or is a ``CameraPreset``, e.g. a checkpoint's stored
+    camera statistics, returned as it is); otherwise the model's rendering settings decide:
+    ShapeNet's ray range and box (0.1..2.6, box 1.6) mean the car preset, EpiGRAF's ray ranges
+    (0.88..1.12 faces and cats, 0.75..1.25 Megascans) its cameras, anything else the FFHQ one
     (AFHQ differs only in its pivot; pass ``name="afhq"`` for it).
     """
+    if isinstance(name, CameraPreset):
+        return name
     if name is not None:
         if name not in PRESETS:
             raise ValueError(f"camera: unknown preset {name!r}; expected one of {sorted(PRESETS)}")
@@ -30,7 +34,13 @@ def camera_preset_for(G: nn.Module, name: str | None = None) -> CameraPreset:
         shapenet.box_warp,
     ):
         return PRESETS["shapenet"]
+    if rendering is not None and (rendering.ray_start, rendering.ray_end) in _EPIGRAF_RAY_RANGES:
+        return PRESETS[_EPIGRAF_RAY_RANGES[(rendering.ray_start, rendering.ray_end)]]
     return PRESETS["ffhq"]
+
+
+# EpiGRAF's ray ranges (configs/dataset) and the camera presets they belong to.
+_EPIGRAF_RAY_RANGES = {(0.88, 1.12): "epigraf-ffhq", (0.75, 1.25): "epigraf-megascans"}
 
 
 def orbit_labels(

@@ -33,6 +33,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from mimic3d.nn.resample import downsample2d, setup_filter, upsample2d
+from mimic3d.runtime import device_constant, expected_sync
 
 # Low-pass filter of the sym6 wavelet: its up/down pair is (near) perfect reconstruction.
 # fmt: off
@@ -153,9 +154,14 @@ class AugmentPipe(nn.Module):
         draw = _Draws(images.shape[0], images.device, generator)
         geometry = self._sample_geometry(draw, images.shape[3], images.shape[2])
         out = _blit(images, geometry)
-        resampled = geometry.resampled.nonzero().flatten()
+        # The general warp's batch (the samples it applies to) and padding depend on the draws: the
+        # host needs them, as in the official pipeline.
+        with expected_sync("ADA: samples and padding of the general warp"):
+            resampled = geometry.resampled.nonzero().flatten()
+            if resampled.numel() > 0:
+                warped = self._warp(images[resampled], geometry.g_inv[resampled])
         if resampled.numel() > 0:
-            out = out.index_copy(0, resampled, self._warp(images[resampled], geometry.g_inv[resampled]))
+            out = out.index_copy(0, resampled, warped)
         color = self._sample_color(draw, channels)
         return out if color is None else _apply_color(out, color)
 
@@ -238,14 +244,14 @@ class AugmentPipe(nn.Module):
         # Pad just enough (by reflection) that every transformed corner, plus the filter support,
         # lands inside the image.
         cx, cy = (width - 1) / 2, (height - 1) / 2
-        corners = torch.tensor([[-cx, -cy, 1], [cx, -cy, 1], [cx, cy, 1], [-cx, cy, 1]], device=dev)
-        corners = g_inv @ corners.t()  # [N, 3, 4]
+        corners = device_constant(((-cx, cx, cx, -cx), (-cy, -cy, cy, cy), (1, 1, 1, 1)), dev)
+        corners = g_inv @ corners  # [N, 3, 4]
         filter_pad = self.Hz_geom.shape[0] // 4
         extent = corners[:, :2, :].permute(1, 0, 2).flatten(1)  # [2, N * 4]
         margin = torch.cat([-extent, extent]).max(dim=1).values  # [x0, y0, x1, y1]
-        margin = margin + torch.tensor([filter_pad * 2 - cx, filter_pad * 2 - cy] * 2, device=dev)
-        margin = margin.max(torch.zeros(4, device=dev))
-        margin = margin.min(torch.tensor([width - 1, height - 1] * 2, device=dev, dtype=margin.dtype))
+        margin = margin + device_constant((filter_pad * 2 - cx, filter_pad * 2 - cy) * 2, dev)
+        margin = margin.clamp(min=0)
+        margin = margin.min(device_constant((width - 1, height - 1) * 2, dev, margin.dtype))
         mx0, my0, mx1, my1 = (int(m) for m in margin.ceil().tolist())
 
         images = F.pad(images, [mx0, mx1, my0, my1], mode="reflect")
@@ -281,7 +287,7 @@ class AugmentPipe(nn.Module):
             c = torch.where(draw.rand([n]) < cfg.contrast * p, c, torch.ones_like(c))
             color = _scale3d(c, n, dev) @ color
         unit = np.asarray([1, 1, 1, 0]) / np.sqrt(3)
-        luma = torch.tensor(unit, dtype=torch.get_default_dtype(), device=dev)
+        luma = device_constant(tuple(unit), dev, torch.get_default_dtype())
         luma_outer = torch.outer(luma, luma)
         if cfg.lumaflip > 0:
             i = torch.floor(draw.rand([n, 1, 1]) * 2)
@@ -368,10 +374,16 @@ def _apply_color(images: Tensor, color: Tensor) -> Tensor:
 
 
 def ada_adjustment(
-    mean_sign: float, target: float, batch_size: int, interval: int, speed_kimg: float
-) -> float:
-    """Change of p after one ADA interval: sign(E[sign D(real)] - target) * batch * interval / kimg / 1000."""
-    return float(np.sign(mean_sign - target)) * batch_size * interval / (speed_kimg * 1000)
+    mean_sign: float | Tensor, target: float, batch_size: int, interval: int, speed_kimg: float
+) -> float | Tensor:
+    """Change of p after one ADA interval: sign(E[sign D(real)] - target) * batch * interval / kimg / 1000.
+
+    A tensor ``mean_sign`` gives a tensor on its device (no host round trip).
+    """
+    step = batch_size * interval / (speed_kimg * 1000)
+    if isinstance(mean_sign, Tensor):
+        return torch.sign(mean_sign - target) * step
+    return float(np.sign(mean_sign - target)) * step
 
 
 class AdaptiveProbability:
@@ -398,13 +410,19 @@ class AdaptiveProbability:
     def observe(self, real_logits: Tensor) -> None:
         """Accumulate sign(D(real)) over all entries of real_logits [N, ...]."""
         logits = real_logits.detach()
-        self.sign_sum = self.sign_sum.to(logits.device) + logits.sign().sum(dtype=torch.float64)
-        self.count = self.count.to(logits.device) + logits.numel()
+        if self.sign_sum.device != logits.device:
+            # Moved by arithmetic on a Python number: no host-to-device copy.
+            zero = torch.zeros([], dtype=torch.float64, device=logits.device)
+            self.sign_sum, self.count = zero + self.sign_sum.item(), zero + self.count.item()
+        self.sign_sum = self.sign_sum + logits.sign().sum(dtype=torch.float64)
+        self.count = self.count + logits.numel()
 
     def step(
         self, pipe: AugmentPipe, batch_size: int, all_reduce: Callable[[Tensor], object] | None = None
     ) -> bool:
-        """Advance one training step; returns True when p was updated."""
+        """Advance one training step; returns True on the steps that adjust p (every ``interval``-th;
+        p stays where it is if no logits were observed). ``ada_adjustment`` is computed on p's device,
+        without reading the statistics back to the host."""
         self.steps += 1
         if self.steps % self.interval != 0:
             return False
@@ -413,10 +431,10 @@ class AdaptiveProbability:
             all_reduce(stats)
         self.sign_sum = torch.zeros_like(self.sign_sum)
         self.count = torch.zeros_like(self.count)
-        sign_sum, count = stats.tolist()
-        if count == 0:
-            return False
-        adjust = ada_adjustment(sign_sum / count, self.target, batch_size, self.interval, self.speed_kimg)
+        sign_sum, count = stats.unbind()
+        mean_sign = sign_sum / count.clamp(min=1)
+        adjust = ada_adjustment(mean_sign, self.target, batch_size, self.interval, self.speed_kimg)
+        adjust = torch.where(count > 0, adjust, torch.zeros_like(adjust)).to(pipe.p.dtype)
         pipe.p.copy_((pipe.p + adjust).clamp(min=0))
         return True
 

@@ -1,4 +1,4 @@
-"""The typed configuration of a training run (EG3D, Mimic3D stage 1 / stage 2 / end-to-end).
+"""The typed configuration of a training run (EG3D, Mimic3D stage 1 / stage 2 / end-to-end, EpiGRAF).
 
 A ``TrainConfig`` is plain data: it round-trips through YAML/JSON with ``to_dict`` / ``from_dict``,
 and ``from_dict`` names every unknown or ill-typed field by its dotted path
@@ -18,18 +18,25 @@ import os
 from dataclasses import dataclass, field
 from typing import Any
 
+from mimic3d.camera import PRESETS as CAMERA_PRESETS
 from mimic3d.checkpoints.builtin import is_builtin_name
 from mimic3d.metrics.protocols import get_protocol
 from mimic3d.models.config import GeneratorConfig
 from mimic3d.models.discriminator import DualDiscriminatorConfig
-from mimic3d.models.patch_discriminator import PatchDiscriminatorConfig
+from mimic3d.models.patch_discriminator import (
+    HyperModulatedPatchDiscriminatorConfig,
+    PatchDiscriminatorConfig,
+)
 from mimic3d.paths import absolute_path
 from mimic3d.training.augment import AugmentConfig
+from mimic3d.training.distill_config import DistillConfig
+from mimic3d.training.patches import PATCH_DISTRIBUTIONS, SCALED_DISTRIBUTIONS
 
 AUGMENT_MODES = ("noaug", "ada", "fixed")
 LPIPS_MODES = ("pretrained", "untrained")
 R1_TARGETS = ("discriminator_input", "input")
 DEVICES = ("auto", "cpu", "cuda")
+GEN_CAMERAS = ("dataset", *CAMERA_PRESETS)
 PATH_FIELDS = ("data.path", "run.init_from", "loss.lpips_weights_dir")
 
 
@@ -72,6 +79,32 @@ class LossConfig:
 
 
 @dataclass
+class PatchConfig:
+    """Where patches sit (``mimic3d.training.patches``); their size is ``loss.patch_resolution``.
+
+    ``window``: Mimic3D's fixed-scale windows of full-resolution pixels at uniform pixel corners (its
+    presets). ``beta``, ``uniform``, ``discrete``: EpiGRAF's scaled patches, s in [``min_scale``
+    (None: patch_resolution / img_resolution), ``max_scale``], annealed over ``anneal_kimg``; beta
+    draws Beta(``alpha``, b) with b linear from ``beta_start`` to ``beta_end``; uniform and discrete
+    anneal their lower bound from max_scale down to min_scale (discrete: the ``discrete_support``
+    values in range). EpiGRAF trains with them; Mimic3D's 3D branch can too (beyond its paper).
+    """
+
+    distribution: str = "window"
+    min_scale: float | None = None
+    max_scale: float = 1.0
+    anneal_kimg: float = 10000.0
+    alpha: float = 1.0
+    beta_start: float = 0.001
+    beta_end: float = 0.8
+    discrete_support: tuple[float, ...] = (0.25, 1.0)
+
+    @property
+    def scaled(self) -> bool:
+        return self.distribution in SCALED_DISTRIBUTIONS
+
+
+@dataclass
 class OptimConfig:
     """Adam settings of the three networks (before lazy-regularisation scaling)."""
 
@@ -88,6 +121,8 @@ class ScheduleConfig:
 
     ``gpc_prob`` None trains without generator pose conditioning (G sees zeros).
     ``blur_fade_kimg`` and ``ema_kimg`` are "at batch 32" when ``scale_with_batch``.
+    ``density_noise_init``: std of the Gaussian noise added to raw densities while G trains (EpiGRAF,
+    after pi-GAN), fading linearly to 0 over ``density_noise_kimg``; 0 disables it.
     """
 
     blur_init_sigma: float = 10.0
@@ -100,6 +135,8 @@ class ScheduleConfig:
     ema_kimg: float = 10.0
     ema_rampup: float | None = 0.05
     scale_with_batch: bool = True
+    density_noise_init: float = 0.0
+    density_noise_kimg: float = 5000.0
 
 
 @dataclass
@@ -117,12 +154,21 @@ class AugmentSection:
 
 @dataclass
 class DataConfig:
-    """The training set: an EG3D-format zip or folder (``mimic3d dataset check`` validates one)."""
+    """The training set: an EG3D-format zip or folder (``mimic3d dataset check`` validates one).
+
+    ``gen_cameras``: where the fakes' cameras come from: ``dataset`` (its labels, as EG3D) or the pose
+    distribution of a camera preset (``mimic3d.camera.PRESETS``; ``shapenet``: all 360 degrees of
+    yaw over the upper hemisphere; ``epigraf-megascans``: the whole sphere, EpiGRAF's
+    ``spherical_uniform``). The preset's radius and focal must be the dataset's.
+    """
 
     path: str | None = None
+    gen_cameras: str = "dataset"
     mirror: bool = False
     max_size: int | None = None
-    workers: int = 0
+    # Loader processes (EG3D uses 3), each keeping PREFETCH_BATCHES batches ready; 0 loads in the
+    # training process.
+    workers: int = 3
 
 
 @dataclass
@@ -139,6 +185,8 @@ class RunConfig:
     init_from: str | None = None
     init_required: bool = False  # the preset continues an earlier stage: refuse to start without init_from
     device: str = "auto"
+    tf32: bool = False  # TF32 matmuls/convolutions on GPUs: faster, ~1e-3 off the official numerics
+    compile: bool = False  # torch.compile G, D and D^3D (eager if compilation fails)
     grid_size: int = 8  # samples in the snapshot grids (0: none)
     video_frames: int = 24  # frames of the snapshot clip (0: none)
     metrics: list[str] = field(default_factory=list)
@@ -146,17 +194,27 @@ class RunConfig:
 
 @dataclass
 class TrainConfig:
-    """Everything a run needs; ``mimic3d train PRESET key=value ...`` builds one."""
+    """Everything a run needs; ``mimic3d train PRESET key=value ...`` builds one.
+
+    ``discriminator`` None trains patch-wise as EpiGRAF: every D input is a scaled patch (``patches``)
+    judged by ``hyper_discriminator``. With a (dual) ``discriminator``, a ``hyper_discriminator`` is
+    Mimic3D's D^3D instead of the plain ``patch_discriminator`` (beyond the Mimic3D paper).
+    A ``distill`` section trains a distilled student of its teacher instead of G (NeRF-GAN
+    distillation); ``generator`` is then the teacher's architecture (``mimic3d.training.distill``).
+    """
 
     generator: GeneratorConfig = field(default_factory=GeneratorConfig)
-    discriminator: DualDiscriminatorConfig = field(default_factory=DualDiscriminatorConfig)
+    discriminator: DualDiscriminatorConfig | None = field(default_factory=DualDiscriminatorConfig)
     patch_discriminator: PatchDiscriminatorConfig | None = None
+    hyper_discriminator: HyperModulatedPatchDiscriminatorConfig | None = None
+    patches: PatchConfig = field(default_factory=PatchConfig)
     loss: LossConfig = field(default_factory=LossConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
     schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
     augment: AugmentSection = field(default_factory=AugmentSection)
     data: DataConfig = field(default_factory=DataConfig)
     run: RunConfig = field(default_factory=RunConfig)
+    distill: DistillConfig | None = None
     description: str = ""
 
     def __post_init__(self) -> None:
@@ -179,18 +237,42 @@ class TrainConfig:
         """D-input blur fade length in kimg at this run's batch size."""
         return self._batch_scaled(self.schedule.blur_fade_kimg)
 
+    @property
+    def patch_wise(self) -> bool:
+        """EpiGRAF training: no dual discriminator, only patches (see the class docstring)."""
+        return self.discriminator is None
+
+    @property
+    def distilling(self) -> bool:
+        """NeRF-GAN distillation: G is a student of the frozen ``distill.teacher``."""
+        return self.distill is not None
+
+    @property
+    def patch_d_config(self) -> PatchDiscriminatorConfig | HyperModulatedPatchDiscriminatorConfig | None:
+        """The patch discriminator of Mimic3D's 3D branch (D^3D), plain or hyper-modulated, if any."""
+        if self.patch_wise or self.loss.patch_gan <= 0:
+            return None
+        return self.hyper_discriminator or self.patch_discriminator
+
+    @property
+    def min_patch_scale(self) -> float:
+        """Smallest scaled-patch side over the image side (``patches.min_scale`` or r / R)."""
+        if self.patches.min_scale is not None:
+            return self.patches.min_scale
+        return self.loss.patch_resolution / self.generator.img_resolution
+
     def _batch_scaled(self, kimg: float) -> float:
         return kimg * self.run.batch_size / 32 if self.schedule.scale_with_batch else kimg
 
     def validate(self) -> None:
         """Raise ``ValueError`` naming the first inconsistent field by its dotted path."""
         g, d, loss, run, sched = self.generator, self.discriminator, self.loss, self.run, self.schedule
-        if d.img_resolution != g.img_resolution:
+        if d is not None and d.img_resolution != g.img_resolution:
             raise ValueError(
                 f"discriminator.img_resolution: {d.img_resolution} differs from generator.img_resolution "
                 f"{g.img_resolution}"
             )
-        if d.c_dim != g.c_dim:
+        if d is not None and d.c_dim != g.c_dim:
             raise ValueError(f"discriminator.c_dim: {d.c_dim} differs from generator.c_dim {g.c_dim}")
         _check_positive("run.batch_size", run.batch_size)
         if run.batch_gpu is not None:
@@ -219,18 +301,57 @@ class TrainConfig:
         self._validate_loss(loss)
         self._validate_schedule(sched)
         self._validate_augment(self.augment)
+        self._validate_patches()
+        if self.generator.class_dim:
+            raise ValueError(
+                "generator.class_dim: class-conditional training is not supported (the trainer has no "
+                "class labels); set it to 0"
+            )
+        if self.data.gen_cameras not in GEN_CAMERAS:
+            raise ValueError(
+                f"data.gen_cameras: expected one of {GEN_CAMERAS}, got {self.data.gen_cameras!r}"
+            )
         if self.data.workers < 0:
             raise ValueError(f"data.workers: expected >= 0, got {self.data.workers}")
         if self.data.max_size is not None:
             _check_positive("data.max_size", self.data.max_size)
+        if self.distill is not None:
+            self._validate_distill()
+
+    def _validate_distill(self) -> None:
+        """A student has no density, no 3D branch and no patches; its D is EG3D's dual discriminator."""
+        self.distill.validate()
+        if self.patch_wise:
+            raise ValueError("discriminator: distillation's adversarial stage uses EG3D's dual discriminator")
+        if self.loss.trains_3d_branch or self.patch_discriminator is not None:
+            raise ValueError(
+                "loss.imitation_weight: a student has no 3D branch; set loss.imitation_weight=0, "
+                "loss.imitation_l1=0, loss.patch_gan=0 and patch_discriminator=null"
+            )
+        if self.loss.density_reg > 0:
+            raise ValueError("loss.density_reg: a student has no density to regularise; set it to 0")
+        if self.run.init_from is not None:
+            raise ValueError(
+                "run.init_from: a distillation run starts from its teacher (distill.teacher); "
+                "continue one with --resume"
+            )
+        if self.schedule.nrr_final is not None:
+            raise ValueError("schedule.nrr_final: a student renders its features at one resolution; set null")
 
     def check_chunk(self, chunk: int) -> None:
         """ValueError unless a discriminator batch of ``chunk`` images (``run.batch_gpu``, or the
         per-process batch) splits into its minibatch-std groups, as EG3D's layer requires."""
-        discriminators = [("discriminator", self.discriminator)]
-        if self.patch_discriminator is not None and self.loss.patch_gan > 0:
-            discriminators.append(("patch_discriminator", self.patch_discriminator))
+        if self.patch_wise:
+            discriminators = [("hyper_discriminator", self.hyper_discriminator)]
+        else:
+            discriminators = [("discriminator", self.discriminator)]
+        patch_d = self.patch_d_config
+        if patch_d is not None:
+            section = "hyper_discriminator" if patch_d is self.hyper_discriminator else "patch_discriminator"
+            discriminators.append((section, patch_d))
         for section, config in discriminators:
+            if config is None:  # refused with a clearer message by _validate_patch_wise
+                continue
             group = config.mbstd_group_size
             if group is not None and chunk % min(group, chunk):
                 key = "run.batch_gpu" if self.run.batch_gpu is not None else "run.batch_size"
@@ -264,7 +385,7 @@ class TrainConfig:
             raise ValueError(f"loss.lpips: expected one of {LPIPS_MODES}, got {loss.lpips!r}")
         if loss.noise_mode not in ("random", "const", "none"):
             raise ValueError(f"loss.noise_mode: expected random, const or none, got {loss.noise_mode!r}")
-        if not loss.trains_3d_branch:
+        if not loss.trains_3d_branch or self.patch_wise:  # patch-wise: _validate_patch_wise refuses
             return
         size = loss.patch_resolution
         if size < 16 or size > self.generator.img_resolution:
@@ -272,25 +393,107 @@ class TrainConfig:
                 f"loss.patch_resolution: expected 16 (LPIPS minimum) .. generator.img_resolution "
                 f"{self.generator.img_resolution}, got {size}"
             )
-        patch_d = self.patch_discriminator
         if loss.patch_gan > 0:
+            if self.patch_discriminator is not None and self.hyper_discriminator is not None:
+                raise ValueError(
+                    "hyper_discriminator: D^3D is either patch_discriminator or hyper_discriminator; "
+                    "set the other to null"
+                )
+            patch_d = self.patch_d_config
             if patch_d is None:
                 raise ValueError(
-                    "patch_discriminator: loss.patch_gan > 0 needs a patch discriminator section"
+                    "patch_discriminator: loss.patch_gan > 0 needs a patch discriminator section "
+                    "(patch_discriminator, or hyper_discriminator for EpiGRAF's scale-aware one)"
                 )
-            if patch_d.patch_resolution != size:
-                raise ValueError(
-                    f"patch_discriminator.patch_resolution: {patch_d.patch_resolution} differs from "
-                    f"loss.patch_resolution {size}"
-                )
-            if patch_d.c_dim != 0:
-                raise ValueError("patch_discriminator.c_dim: D^3D is unconditional (0) as in Mimic3D")
+            section = "patch_discriminator" if patch_d is self.patch_discriminator else "hyper_discriminator"
+            self._check_patch_d(section, patch_d)
+
+    def _check_patch_d(
+        self, section: str, patch_d: PatchDiscriminatorConfig | HyperModulatedPatchDiscriminatorConfig
+    ) -> None:
+        size, resolution = self.loss.patch_resolution, self.generator.img_resolution
+        if patch_d.patch_resolution != size:
+            raise ValueError(
+                f"{section}.patch_resolution: {patch_d.patch_resolution} differs from "
+                f"loss.patch_resolution {size}"
+            )
+        if patch_d.c_dim != 0:
+            raise ValueError(f"{section}.c_dim: patch discriminators are unconditional here (0)")
+        if (
+            isinstance(patch_d, HyperModulatedPatchDiscriminatorConfig)
+            and patch_d.img_resolution != resolution
+        ):
+            raise ValueError(
+                f"{section}.img_resolution: {patch_d.img_resolution} differs from generator.img_resolution "
+                f"{resolution}"
+            )
+
+    def _validate_patches(self) -> None:
+        patches, loss = self.patches, self.loss
+        if patches.distribution not in PATCH_DISTRIBUTIONS:
+            raise ValueError(
+                f"patches.distribution: expected one of {PATCH_DISTRIBUTIONS}, got {patches.distribution!r}"
+            )
+        if not 0 < patches.max_scale <= 1:
+            raise ValueError(f"patches.max_scale: expected a value in (0, 1], got {patches.max_scale}")
+        for name in ("alpha", "beta_start", "beta_end"):
+            if not (math.isfinite(getattr(patches, name)) and getattr(patches, name) > 0):
+                raise ValueError(f"patches.{name}: expected a positive number, got {getattr(patches, name)}")
+        if not (math.isfinite(patches.anneal_kimg) and patches.anneal_kimg >= 0):
+            raise ValueError(f"patches.anneal_kimg: expected a finite number >= 0, got {patches.anneal_kimg}")
+        if not patches.discrete_support or not all(0 < v <= 1 for v in patches.discrete_support):
+            raise ValueError(
+                f"patches.discrete_support: expected scales in (0, 1], got {list(patches.discrete_support)}"
+            )
+        size, resolution = loss.patch_resolution, self.generator.img_resolution
+        if patches.scaled and not size / resolution <= self.min_patch_scale <= patches.max_scale:
+            raise ValueError(
+                f"patches.min_scale: expected loss.patch_resolution / generator.img_resolution "
+                f"({size}/{resolution}) <= min_scale <= patches.max_scale {patches.max_scale}, got "
+                f"{self.min_patch_scale} (a finer patch would sample between the image's pixels)"
+            )
+        if self.patch_wise:
+            self._validate_patch_wise()
+
+    def _validate_patch_wise(self) -> None:
+        """EpiGRAF: the hyper-modulated D on scaled patches, nothing of the dual-D objective."""
+        loss = self.loss
+        if self.hyper_discriminator is None:
+            raise ValueError(
+                "hyper_discriminator: patch-wise training (discriminator: null) needs EpiGRAF's "
+                "discriminator section"
+            )
+        if self.patch_discriminator is not None or loss.trains_3d_branch:
+            raise ValueError(
+                "patch_discriminator: patch-wise training has no 3D-branch terms; set "
+                "patch_discriminator=null, loss.imitation_weight=0, loss.imitation_l1=0, loss.patch_gan=0"
+            )
+        if loss.density_reg > 0:
+            raise ValueError("loss.density_reg: EpiGRAF has no density regulariser; set it to 0")
+        if not self.patches.scaled:
+            raise ValueError(
+                f"patches.distribution: patch-wise training draws scaled patches, one of "
+                f"{SCALED_DISTRIBUTIONS}; got {self.patches.distribution!r}"
+            )
+        self._check_patch_d("hyper_discriminator", self.hyper_discriminator)
 
     def _validate_schedule(self, sched: ScheduleConfig) -> None:
-        for name in ("blur_init_sigma", "blur_fade_kimg", "gpc_fade_kimg", "nrr_fade_kimg", "ema_kimg"):
+        for name in (
+            "blur_init_sigma",
+            "blur_fade_kimg",
+            "gpc_fade_kimg",
+            "nrr_fade_kimg",
+            "ema_kimg",
+            "density_noise_init",
+            "density_noise_kimg",
+        ):
             value = getattr(sched, name)
             if not (math.isfinite(value) and value >= 0):
                 raise ValueError(f"schedule.{name}: expected a finite number >= 0, got {value}")
+        if sched.density_noise_init > 0 and self.generator.rendering.integration != "epigraf":
+            raise ValueError(
+                "schedule.density_noise_init: density noise needs generator.rendering.integration=epigraf"
+            )
         if sched.gpc_prob is not None and not 0 <= sched.gpc_prob <= 1:
             raise ValueError(f"schedule.gpc_prob: expected None or a probability, got {sched.gpc_prob}")
         if sched.ema_rampup is not None and sched.ema_rampup <= 0:

@@ -13,10 +13,12 @@ from collections.abc import Iterator
 import torch
 from torch import Tensor
 
-from mimic3d.data import ImageDataset
+from mimic3d.camera import PRESETS, CameraPreset, sample_labels
+from mimic3d.data import DatasetCameraSampler, ImageDataset
 from mimic3d.training.randomness import stream_seed
 
 _EPOCH_STREAM = 1  # key separating the shuffling stream from the per-chunk streams
+PREFETCH_BATCHES = 2  # batches each loader process prepares ahead
 
 
 class ShuffledIndices:
@@ -75,7 +77,8 @@ class RealImageStream:
         rank, world: this process's slice is ``[rank * b, (rank + 1) * b)`` with b = batch / world.
         seed: shuffling seed.
         position: images consumed before the first batch (from a snapshot).
-        workers: DataLoader worker processes (0 loads in this process).
+        workers: DataLoader worker processes (0 loads in this process), each ``PREFETCH_BATCHES``
+            ahead; on CUDA batches arrive in pinned memory and are copied without waiting.
     """
 
     def __init__(
@@ -107,6 +110,7 @@ class RealImageStream:
                 num_workers=workers,
                 pin_memory=torch.device(device).type == "cuda",
                 persistent_workers=workers > 0,
+                prefetch_factor=PREFETCH_BATCHES if workers > 0 else None,
             )
         )
 
@@ -115,3 +119,26 @@ class RealImageStream:
         self.position += self.batch_size
         images = images.to(self.device, non_blocking=True).to(torch.float32) / 127.5 - 1
         return images, labels.to(self.device, non_blocking=True).to(torch.float32)
+
+
+class PresetCameraSampler:
+    """Fakes' cameras from a camera preset's pose distribution and focal (``data.gen_cameras``):
+    ``sample(batch_size, generator=None, device=None) -> [batch_size, 25]`` like the dataset sampler."""
+
+    def __init__(self, preset: CameraPreset) -> None:
+        self.preset = preset
+
+    def sample(
+        self,
+        batch_size: int,
+        generator: torch.Generator | None = None,
+        device: torch.device | str | None = None,
+    ) -> Tensor:
+        return sample_labels(self.preset, batch_size, generator=generator, device=device)
+
+
+def fake_camera_sampler(name: str, dataset: ImageDataset) -> DatasetCameraSampler | PresetCameraSampler:
+    """``dataset``: the training set's labels (EG3D); else the ``mimic3d.camera.PRESETS`` entry."""
+    if name == "dataset":
+        return dataset.camera_sampler()
+    return PresetCameraSampler(PRESETS[name])

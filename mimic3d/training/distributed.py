@@ -44,12 +44,16 @@ def _env_int(name: str, default: int) -> int:
 
 
 def choose_device(preference: str, local_rank: int = 0) -> torch.device:
-    """``auto`` -> CUDA device ``local_rank`` when available, else CPU."""
+    """``auto`` -> CUDA device ``local_rank % device_count()`` when available, else CPU.
+
+    The modulo serves launchers that give each task only its own GPU (SLURM with one GPU per task:
+    LOCAL_RANK may be 3 while the task sees one device, cuda:0).
+    """
     if preference == "cpu" or (preference == "auto" and not torch.cuda.is_available()):
         return torch.device("cpu")
     if not torch.cuda.is_available():
         raise ValueError("run.device: 'cuda' requested but no CUDA device is available")
-    return torch.device("cuda", local_rank)
+    return torch.device("cuda", local_rank % torch.cuda.device_count())
 
 
 def setup_processes(device_preference: str = "auto") -> ProcessInfo:
@@ -62,7 +66,9 @@ def setup_processes(device_preference: str = "auto") -> ProcessInfo:
         torch.cuda.set_device(device)
     if world > 1 and not dist.is_initialized():
         backend = "nccl" if device.type == "cuda" else "gloo"
-        dist.init_process_group(backend=backend, rank=rank, world_size=world, timeout=TIMEOUT)
+        # device_id binds the NCCL communicator to this GPU at once (no guessing from the rank).
+        options: dict[str, Any] = {"device_id": device} if device.type == "cuda" else {}
+        dist.init_process_group(backend=backend, rank=rank, world_size=world, timeout=TIMEOUT, **options)
     return ProcessInfo(rank=rank, world=world, device=device)
 
 

@@ -57,4 +57,26 @@ def evaluate_metrics(trainer: Trainer, branches: tuple[str, ...]) -> dict[str, f
             report_metric(result, trainer.run_dir)
             for key, value in result.results.items():
                 values[f"{key}/{branch}"] = float(value)
+    if config.distilling and config.distill.eval_images > 0:
+        values.update(correspondence(trainer))
     return values
+
+
+def correspondence(trainer: Trainer) -> dict[str, float]:
+    """Distillation: correspondence PSNR of G_ema (the student) against the teacher on
+    ``distill.eval_images`` fixed (z, c) pairs (``mimic3d.metrics.distillation``)."""
+    from mimic3d.metrics.correspondence import correspondence_psnr
+    from mimic3d.metrics.distillation import branch_images
+
+    config, teacher = trainer.config, trainer.teacher
+    result = correspondence_psnr(
+        branch_images(teacher, trainer.nets.G_ema.config.teacher_branch),
+        branch_images(trainer.nets.G_ema, "2d"),
+        trainer.labels,
+        num_images=config.distill.eval_images,
+        z_dim=teacher.z_dim,
+        batch_size=config.distill.teacher_chunk,
+        seed=config.run.seed,
+        device=trainer.process.device,
+    )
+    return {"correspondence_psnr/2d": result.psnr_mean}

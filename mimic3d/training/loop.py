@@ -1,7 +1,9 @@
-"""The training loop of EG3D and Mimic3D (stage 1, stage 2, end to end).
+"""The training loop of EG3D, Mimic3D (stage 1, stage 2, end to end), EpiGRAF and NeRF-GAN distillation.
 
 One step: fetch a global batch of reals, run every due phase (``Gmain``, ``Greg``, ``Dmain``,
-``Dreg``, ``Dpatch_main``, ``Dpatch_reg``; see ``loss``) over this process's chunks, average the
+``Dreg``, ``Dpatch_main``, ``Dpatch_reg``; see ``loss``, ``patch_loss`` for EpiGRAF's
+patch-wise ``Gmain``, ``Dmain``, ``Dreg`` and ``distill_loss`` for a student's ``Gmain`` and its
+stage-2 ``Dmain``, ``Dreg``) over this process's chunks, average the
 gradients over all chunks of all processes and step; then update G_ema and ADA. Every tick logs
 statistics; every ``snapshot_kimg`` (and at the end, and on SIGINT/SIGTERM after the current
 step) a snapshot, sample grids and a clip are written. A non-finite loss stops the run with
@@ -10,6 +12,7 @@ step) a snapshot, sample grids and a clip are written. A non-finite loss stops t
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import signal
 import threading
@@ -20,11 +23,16 @@ from typing import Any
 
 import torch
 
-from mimic3d.data import DatasetCameraSampler, ImageDataset
+from mimic3d.camera import camera_statistics
+from mimic3d.checkpoints.atomic import write_text_atomic
+from mimic3d.data import ImageDataset
 from mimic3d.losses import build_lpips
+from mimic3d.runtime import apply_backend_policy, compile_modules, expected_sync
 from mimic3d.training.augment import AdaptiveProbability, AugmentPipe
 from mimic3d.training.config import TrainConfig
-from mimic3d.training.data import RealImageStream
+from mimic3d.training.data import RealImageStream, fake_camera_sampler
+from mimic3d.training.distill import load_teacher
+from mimic3d.training.distill_loss import DistillLoss
 from mimic3d.training.distributed import (
     ProcessInfo,
     all_reduce_,
@@ -36,8 +44,9 @@ from mimic3d.training.distributed import (
 from mimic3d.training.evaluation import evaluate_metrics, load_feature_extractor
 from mimic3d.training.loss import Chunk, TriplaneGANLoss
 from mimic3d.training.monitor import RunMonitor, StatsCollector
-from mimic3d.training.networks import InitReport, build_networks, init_from_checkpoint
+from mimic3d.training.networks import InitReport, build_networks, compiled_parts, init_from_checkpoint
 from mimic3d.training.optimization import build_phases, optimizer_step, update_ema
+from mimic3d.training.patch_loss import PatchGANLoss
 from mimic3d.training.presets import config_to_yaml
 from mimic3d.training.randomness import capture_rng_state, restore_rng_state, seed_chunk
 from mimic3d.training.schedule import Progress, progress_at
@@ -93,6 +102,7 @@ class Trainer:
     ) -> None:
         self.config, self.run_dir = config, Path(run_dir)
         self.process = process or setup_processes(config.run.device)
+        self.backend = apply_backend_policy(tf32=config.run.tf32)
         run, device = config.run, self.process.device
         if config.data.path is None:
             raise ValueError(
@@ -119,17 +129,31 @@ class Trainer:
             config.data.max_size,
             run.seed,
         )
-        self.labels = DatasetCameraSampler(self.dataset.labels)
-        self.nets = build_networks(config, self.dataset.label_std, run.seed, device)
+        self.labels = fake_camera_sampler(config.data.gen_cameras, self.dataset)
+        # Stored in every checkpoint (metadata 'camera'): where tools may place cameras for this model.
+        self.camera_statistics = camera_statistics(self.dataset.labels, Path(str(self.dataset.path)).stem)
+        # Distillation: the frozen teacher whose student G is (not saved with the run's networks).
+        self.teacher = load_teacher(config, device) if config.distilling else None
+        self.nets = build_networks(
+            config, self.dataset.label_std, run.seed, device, self.teacher, self.dataset.labels
+        )
+        self.compile_status = compile_modules(compiled_parts(self.nets), device) if run.compile else None
         self.augment_pipe, self.ada = self._build_augment()
         self.feature_extractor = load_feature_extractor(run.metrics, device)
         self.lpips = None
-        if config.loss.imitation_weight > 0:
+        if config.loss.imitation_weight > 0 or (config.distilling and config.distill.uses_lpips):
             self.lpips = build_lpips(config.loss.lpips, config.loss.lpips_weights_dir).to(device)
         self.phases = build_phases(config, self.nets.G, self.nets.D, self.nets.D_patch)
-        self.loss = TriplaneGANLoss(
-            config, self.nets.G, self.nets.D, self.nets.D_patch, self.augment_pipe, self.ada, self.lpips
-        )
+        if config.patch_wise:
+            self.loss = PatchGANLoss(config, self.nets.G, self.nets.D, self.augment_pipe, self.ada)
+        elif config.distilling:
+            self.loss = DistillLoss(
+                config, self.nets.G, self.teacher, self.nets.D, self.augment_pipe, self.ada, self.lpips
+            )
+        else:
+            self.loss = TriplaneGANLoss(
+                config, self.nets.G, self.nets.D, self.nets.D_patch, self.augment_pipe, self.ada, self.lpips
+            )
         self.step, self.cur_nimg = 0, 0
         self.init_report: InitReport | None = None
         rng_state = None
@@ -155,7 +179,10 @@ class Trainer:
         self.grid_z, self.grid_c = fixed_grid_inputs(
             self.dataset.labels, run.grid_size, config.generator.z_dim, run.seed
         )
-        self.branches = ("2d", "3d") if config.loss.trains_3d_branch else ("2d",)
+        # EpiGRAF renders its images directly at full resolution, as Mimic3D's 3D branch does.
+        self.branches = (
+            ("3d",) if config.patch_wise else ("2d", "3d") if config.loss.trains_3d_branch else ("2d",)
+        )
         self._stop_reason: str | None = None
         self._resumed_from = resume
         self._start_time = time.time()
@@ -198,12 +225,14 @@ class Trainer:
     def train_step(self) -> dict[str, float]:
         """One optimisation step over the global batch; returns the phases' mean objectives."""
         progress = progress_at(self.config, self.cur_nimg)
+        if self.config.schedule.density_noise_init > 0:
+            self.nets.G.density_noise_std = progress.density_noise_std
         real_img, real_c = self.stream.next_batch()
         real_img, real_c = real_img.split(self.batch_gpu), real_c.split(self.batch_gpu)
         objectives: dict[str, torch.Tensor] = {}
         nets, device, z_dim = self.nets, self.process.device, self.config.generator.z_dim
         for phase_index, phase in enumerate(self.phases):
-            if self.step % phase.interval:
+            if not phase.due(self.step, self.cur_nimg):
                 continue
             phase.module.requires_grad_(True)
             total = torch.zeros([], device=device)
@@ -234,9 +263,10 @@ class Trainer:
         names = list(objectives)
         device = self.process.device
         values = torch.stack([objectives[n] for n in names]) if names else torch.zeros([0], device=device)
-        stop = torch.tensor([float(self._stop_reason is not None)], device=device)
+        stop = torch.full([1], float(self._stop_reason is not None), device=device)
         packed = torch.cat([stop, (~torch.isfinite(values)).float(), torch.nan_to_num(values, 0.0, 0.0, 0.0)])
-        packed = all_reduce_(packed).cpu().tolist()
+        with expected_sync("step check: stop requests, non-finite losses, objectives"):
+            packed = all_reduce_(packed).cpu().tolist()
         nonfinite, sums = packed[1 : 1 + len(names)], packed[1 + len(names) :]
         bad = [name for name, flag in zip(names, nonfinite) if flag > 0]
         if bad:
@@ -280,7 +310,7 @@ class Trainer:
         progress = progress_at(self.config, self.cur_nimg)
         nrr = progress.neural_rendering_resolution
         for G in (self.nets.G, self.nets.G_ema):
-            if nrr & (nrr - 1) == 0:
+            if nrr & (nrr - 1) == 0 and not self.config.patch_wise:  # EpiGRAF renders at full size
                 G.config.neural_rendering_resolution = nrr
         name = snapshot_name(self.cur_nimg)
         folder = self.run_dir / "snapshots" / name
@@ -292,6 +322,7 @@ class Trainer:
                 "neural_rendering_resolution": nrr,
                 "dataset": str(self.config.data.path),
                 "description": self.config.description,
+                "camera": dataclasses.asdict(self.camera_statistics),
             }
             folder = save_snapshot(
                 self.run_dir,
@@ -338,8 +369,7 @@ class Trainer:
     def _write_config(self) -> None:
         if not self.process.is_main:
             return
-        self.run_dir.mkdir(parents=True, exist_ok=True)
-        (self.run_dir / "config.yaml").write_text(config_to_yaml(self.config), encoding="utf-8")
+        write_text_atomic(self.run_dir / "config.yaml", config_to_yaml(self.config))
 
     def _announce(self) -> None:
         cfg, monitor = self.config, self.monitor
@@ -350,6 +380,12 @@ class Trainer:
             f"of {self.batch_gpu} on {self.process.device}"
         )
         monitor.log("phases: " + ", ".join(f"{p.name}/{p.interval}" for p in self.phases))
+        if self.process.device.type == "cuda":
+            monitor.log(
+                f"GPU numerics: TF32 {'on (run.tf32)' if cfg.run.tf32 else 'off (the official setting)'}"
+            )
+        if self.compile_status is not None:
+            monitor.log(self.compile_status)
         if self.lpips is not None and not self.lpips.is_pretrained:
             monitor.log(
                 "!!! LPIPS is UNTRAINED (loss.lpips=untrained): the imitation loss is a random-feature "
@@ -430,14 +466,21 @@ class Trainer:
             "Progress/swap_prob": -1.0 if progress.swap_prob is None else progress.swap_prob,
             "Progress/neural_rendering_resolution": progress.neural_rendering_resolution,
             "Progress/augment": 0.0 if self.augment_pipe is None else float(self.augment_pipe.p),
+            "Progress/density_noise_std": progress.density_noise_std,
             "Timing/sec_per_kimg": sec_per_kimg,
             "Timing/total_sec": now - self._start_time,
             # user + sys seconds of this process (all threads): a budget that a busy machine keeps
             "Timing/cpu_sec": time.process_time(),
         }
+        if progress.patch_scales is not None:
+            scalars["Progress/patch_min_scale"] = progress.patch_scales.floor
+            scalars["Progress/patch_beta"] = progress.patch_scales.beta
         if self.process.device.type == "cuda":
             scalars["Resources/peak_gpu_mem_gb"] = (
                 torch.cuda.max_memory_allocated(self.process.device) / 2**30
+            )
+            scalars["Resources/peak_gpu_reserved_gb"] = (
+                torch.cuda.max_memory_reserved(self.process.device) / 2**30
             )
             torch.cuda.reset_peak_memory_stats(self.process.device)
         self.monitor.write_tick(stats, scalars, self.cur_nimg)

@@ -21,7 +21,7 @@ D actually sees, after the blur and the augmentation (``discriminator_input``: E
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 import torch
@@ -42,6 +42,13 @@ from mimic3d.models.discriminator import resize_raw_image
 from mimic3d.models.generator import TriplaneGenerator
 from mimic3d.training.augment import AdaptiveProbability, AugmentPipe
 from mimic3d.training.config import TrainConfig
+from mimic3d.training.patches import (
+    PixelWindows,
+    ScaledPatches,
+    random_windows,
+    sample_scaled_patches,
+    score_patches,
+)
 from mimic3d.training.schedule import Progress
 
 PHASES = ("Gmain", "Greg", "Dmain", "Dreg", "Dpatch_main", "Dpatch_reg")
@@ -66,19 +73,19 @@ class PhaseResult:
     stats: dict[str, Tensor]
 
 
-def crop_windows(images: Tensor, top: Tensor, left: Tensor, size: int) -> Tensor:
-    """Per-sample windows: images [N, C, H, W], top/left [N] ints -> [N, C, size, size]."""
-    offsets = torch.arange(size, device=images.device)
-    rows = (top.to(images.device)[:, None] + offsets)[:, :, None]  # [N, size, 1]
-    cols = (left.to(images.device)[:, None] + offsets)[:, None, :]  # [N, 1, size]
-    batch = torch.arange(images.shape[0], device=images.device)[:, None, None]
-    return images.permute(0, 2, 3, 1)[batch, rows, cols].permute(0, 3, 1, 2)
-
-
-def random_windows(batch: int, resolution: int, size: int, device: torch.device) -> tuple[Tensor, Tensor]:
-    """Uniform top-left corners (top [N], left [N]) of size x size windows in an R x R image."""
-    corners = torch.randint(resolution - size + 1, (batch, 2), device=device)
-    return corners[:, 0], corners[:, 1]
+def discriminator_objective(fake_logits: Tensor, real_logits: Tensor) -> PhaseResult:
+    """``Dmain``: logistic loss on fakes and reals (logits [N, 1] each), with EG3D's statistics."""
+    loss_fake, loss_real = discriminator_fake_loss(fake_logits), discriminator_real_loss(real_logits)
+    return PhaseResult(
+        loss_fake.mean() + loss_real.mean(),
+        {
+            "Loss/scores/fake": fake_logits,
+            "Loss/signs/fake": fake_logits.sign(),
+            "Loss/scores/real": real_logits,
+            "Loss/signs/real": real_logits.sign(),
+            "Loss/D/loss": loss_fake + loss_real,
+        },
+    )
 
 
 class TriplaneGANLoss:
@@ -102,9 +109,9 @@ class TriplaneGANLoss:
         self.config, self.G, self.D, self.D_patch = config, G, D, D_patch
         self.augment_pipe, self.ada, self.lpips = augment_pipe, ada, lpips
 
-    def accumulate(self, phase: str, chunk: Chunk, gain: float, progress: Progress) -> PhaseResult:
-        """Forward and backward of ``phase``: gradients of ``objective * gain`` land in .grad."""
-        handlers = {
+    def handlers(self) -> dict[str, Callable[[Chunk, Progress], PhaseResult]]:
+        """Phase name -> its forward pass (a subclass's phase set overrides this)."""
+        return {
             "Gmain": self._generator_main,
             "Greg": self._generator_density,
             "Dmain": self._discriminator_main,
@@ -112,8 +119,12 @@ class TriplaneGANLoss:
             "Dpatch_main": self._patch_main,
             "Dpatch_reg": self._patch_r1,
         }
+
+    def accumulate(self, phase: str, chunk: Chunk, gain: float, progress: Progress) -> PhaseResult:
+        """Forward and backward of ``phase``: gradients of ``objective * gain`` land in .grad."""
+        handlers = self.handlers()
         if phase not in handlers:
-            raise ValueError(f"phase: expected one of {PHASES}, got {phase!r}")
+            raise ValueError(f"phase: expected one of {tuple(handlers)}, got {phase!r}")
         result = handlers[phase](chunk, progress)
         result.objective.mul(gain).backward()
         return PhaseResult(result.objective.detach(), {k: v.detach() for k, v in result.stats.items()})
@@ -136,9 +147,23 @@ class TriplaneGANLoss:
         """Blur ``image``, augment both inputs alike, score with the dual discriminator -> [N, 1]."""
         return self.D(self.discriminator_inputs(images, sigma), c)
 
-    def run_D_patch(self, patches: Tensor, sigma: float) -> Tensor:
-        """Blur, augment and score patches [N, 3, p, p] with D^3D -> [N, 1]."""
-        return self.D_patch(self.patch_discriminator_input(patches, sigma), None)
+    def run_D_patch(
+        self, patches: Tensor, where: PixelWindows | ScaledPatches, c: Tensor, sigma: float
+    ) -> Tensor:
+        """Blur, augment and score patches [N, 3, p, p] cut at ``where`` (cameras c) with D^3D -> [N, 1]."""
+        return score_patches(self.D_patch, self.patch_discriminator_input(patches, sigma), where, c)
+
+    def place_patches(
+        self, batch: int, resolution: int, progress: Progress, device: torch.device
+    ) -> PixelWindows | ScaledPatches:
+        """Where a pass's patches sit: Mimic3D's pixel windows, or scaled patches (``patches``)."""
+        size = self.config.loss.patch_resolution
+        if progress.patch_scales is None:
+            top, left = random_windows(batch, resolution, size, device)
+            return PixelWindows(top, left, size, resolution)
+        group = self.config.patch_d_config.mbstd_group_size if self.D_patch is not None else 1
+        grid = self.G.config.rendering.pixel_grid
+        return sample_scaled_patches(progress.patch_scales, batch, size, group or 1, device, grid)
 
     def real_pair(self, real_img: Tensor, progress: Progress) -> dict[str, Tensor]:
         """Real D inputs: the image and its blurred resize to the rendering resolution."""
@@ -161,14 +186,19 @@ class TriplaneGANLoss:
             planes=planes,
         )
 
-    def _patch_3d(self, ws: Tensor, c: Tensor, planes) -> tuple[Tensor, Tensor, Tensor]:
-        """The 3D branch's window at random corners: patch [N, 3, p, p], top [N], left [N]."""
-        size = self.config.loss.patch_resolution
-        top, left = random_windows(ws.shape[0], self.G.img_resolution, size, ws.device)
-        patch = self.G.render_patch(
-            ws, c, top, left, size, noise_mode=self.config.loss.noise_mode, planes=planes
+    def _patch_3d(
+        self, ws: Tensor, c: Tensor, planes, progress: Progress
+    ) -> tuple[Tensor, PixelWindows | ScaledPatches]:
+        """The 3D branch's patch [N, 3, p, p] at fresh random placements, and where it sits."""
+        noise_mode = self.config.loss.noise_mode
+        where = self.place_patches(ws.shape[0], self.G.img_resolution, progress, ws.device)
+        if isinstance(where, PixelWindows):
+            patch = self.G.render_patch(ws, c, where.top, where.left, where.size, noise_mode, planes=planes)
+            return patch["image"], where
+        patch = self.G.render_scaled_patch(
+            ws, c, where.scale, where.offset, where.resolution, noise_mode, planes=planes
         )
-        return patch["image"], top, left
+        return patch["image"], where
 
     def _generator_main(self, chunk: Chunk, progress: Progress) -> PhaseResult:
         loss_cfg = self.config.loss
@@ -182,9 +212,9 @@ class TriplaneGANLoss:
         objective = adversarial.mean()
         stats = {"Loss/scores/fake": logits, "Loss/signs/fake": logits.sign(), "Loss/G/loss": adversarial}
         if loss_cfg.trains_3d_branch:
-            patch, top, left = self._patch_3d(ws, chunk.gen_c, planes)
+            patch, where = self._patch_3d(ws, chunk.gen_c, planes, progress)
             if loss_cfg.imitation_weight > 0 or loss_cfg.imitation_l1 > 0:
-                teacher = crop_windows(fake["image"].detach(), top, left, loss_cfg.patch_resolution)
+                teacher = where.crop(fake["image"].detach())
             if loss_cfg.imitation_weight > 0:
                 imitation = imitation_loss(self.lpips, patch, teacher)
                 objective = objective + imitation.mean() * loss_cfg.imitation_weight
@@ -194,7 +224,7 @@ class TriplaneGANLoss:
                 objective = objective + pixel.mean() * loss_cfg.imitation_l1
                 stats["Loss/G/imitation_l1"] = pixel
             if loss_cfg.patch_gan > 0:
-                patch_logits = self.run_D_patch(patch, progress.blur_sigma)
+                patch_logits = self.run_D_patch(patch, where, chunk.gen_c, progress.blur_sigma)
                 patch_loss = generator_logistic_loss(patch_logits) * loss_cfg.patch_gan
                 objective = objective + patch_loss.mean()
                 stats.update({"Loss/scores/patch_fake": patch_logits, "Loss/G/patch": patch_loss})
@@ -222,17 +252,7 @@ class TriplaneGANLoss:
         real_logits = self.run_D(self.real_pair(chunk.real_img, progress), chunk.real_c, progress.blur_sigma)
         if self.ada is not None:
             self.ada.observe(real_logits)
-        loss_fake, loss_real = discriminator_fake_loss(fake_logits), discriminator_real_loss(real_logits)
-        return PhaseResult(
-            loss_fake.mean() + loss_real.mean(),
-            {
-                "Loss/scores/fake": fake_logits,
-                "Loss/signs/fake": fake_logits.sign(),
-                "Loss/scores/real": real_logits,
-                "Loss/signs/real": real_logits.sign(),
-                "Loss/D/loss": loss_fake + loss_real,
-            },
-        )
+        return discriminator_objective(fake_logits, real_logits)
 
     def _discriminator_r1(self, chunk: Chunk, progress: Progress) -> PhaseResult:
         real = self.real_pair(chunk.real_img, progress)
@@ -249,17 +269,16 @@ class TriplaneGANLoss:
         )
 
     def _patch_main(self, chunk: Chunk, progress: Progress) -> PhaseResult:
-        size = self.config.loss.patch_resolution
-        # Real windows first, then the fakes' (Mimic3D's order of draws).
-        device = chunk.real_img.device
-        top, left = random_windows(chunk.real_img.shape[0], chunk.real_img.shape[-1], size, device)
-        real = crop_windows(chunk.real_img, top, left, size)
+        # Real patches first, then the fakes' (Mimic3D's order of draws).
+        real_img = chunk.real_img
+        real_where = self.place_patches(real_img.shape[0], real_img.shape[-1], progress, real_img.device)
+        real = real_where.crop(real_img)
         with torch.no_grad():
             ws = self._mapping(chunk, progress)
             planes = self.G.planes(ws, noise_mode=self.config.loss.noise_mode)
-            fake, _, _ = self._patch_3d(ws, chunk.gen_c, planes)
-        fake_logits = self.run_D_patch(fake, progress.blur_sigma)
-        real_logits = self.run_D_patch(real, progress.blur_sigma)
+            fake, fake_where = self._patch_3d(ws, chunk.gen_c, planes, progress)
+        fake_logits = self.run_D_patch(fake, fake_where, chunk.gen_c, progress.blur_sigma)
+        real_logits = self.run_D_patch(real, real_where, chunk.real_c, progress.blur_sigma)
         loss_fake, loss_real = discriminator_fake_loss(fake_logits), discriminator_real_loss(real_logits)
         return PhaseResult(
             loss_fake.mean() + loss_real.mean(),
@@ -271,13 +290,11 @@ class TriplaneGANLoss:
         )
 
     def _patch_r1(self, chunk: Chunk, progress: Progress) -> PhaseResult:
-        size = self.config.loss.patch_resolution
-        top, left = random_windows(
-            chunk.real_img.shape[0], chunk.real_img.shape[-1], size, chunk.real_img.device
-        )
-        real = crop_windows(chunk.real_img, top, left, size).detach().requires_grad_(True)
+        real_img = chunk.real_img
+        where = self.place_patches(real_img.shape[0], real_img.shape[-1], progress, real_img.device)
+        real = where.crop(real_img).detach().requires_grad_(True)
         seen = self.patch_discriminator_input(real, progress.blur_sigma)
-        logits = self.D_patch(seen, None)
+        logits = score_patches(self.D_patch, seen, where, chunk.real_c)
         target = seen if self.config.loss.r1_target == "discriminator_input" else real
         penalty = r1_loss(logits, [target], self.config.loss.patch_r1_gamma)
         return PhaseResult(penalty.mean(), {"Loss/scores/patch_real": logits, "Loss/D_patch/reg": penalty})

@@ -30,17 +30,20 @@ BAR_KEYS = {"G": "Gmain", "D": "Dmain", "Dpatch": "Dpatch_main"}
 
 
 class StatsCollector:
-    """Running sums of named per-sample statistics, reduced over processes once per tick."""
+    """Running sums of named per-sample statistics, reduced over processes once per tick.
+
+    Sums stay on the statistics' device and counts on the host until ``reduce``: adding costs no
+    host-device transfer.
+    """
 
     def __init__(self) -> None:
         self._sums: dict[str, Tensor] = {}
+        self._counts: dict[str, int] = {}
 
     def add(self, name: str, values: Tensor) -> None:
-        values = values.detach().flatten().to(torch.float64)
-        pair = torch.stack(
-            [values.sum(), torch.tensor(float(values.numel()), dtype=torch.float64, device=values.device)]
-        )
-        self._sums[name] = self._sums[name] + pair if name in self._sums else pair
+        total = values.detach().flatten().to(torch.float64).sum()
+        self._sums[name] = self._sums[name] + total if name in self._sums else total
+        self._counts[name] = self._counts.get(name, 0) + values.numel()
 
     def reduce(self) -> dict[str, dict[str, float]]:
         """{name: {"mean", "num"}} over all processes since the last call (then cleared).
@@ -48,10 +51,13 @@ class StatsCollector:
         Every process must hold the same names (they run the same phases).
         """
         names = sorted(self._sums)
-        self._sums, sums = {}, self._sums
+        (self._sums, sums), (self._counts, counts) = ({}, self._sums), ({}, self._counts)
         if not names:
             return {}
-        stacked = all_reduce_(torch.stack([sums[n] for n in names])).cpu().tolist()
+        device = sums[names[0]].device
+        count_column = torch.tensor([float(counts[n]) for n in names], dtype=torch.float64).to(device)
+        pairs = torch.stack([torch.stack([sums[n] for n in names]), count_column], dim=1)
+        stacked = all_reduce_(pairs).cpu().tolist()
         return {n: {"mean": s / max(c, 1.0), "num": c} for n, (s, c) in zip(names, stacked)}
 
 

@@ -21,20 +21,31 @@ from mimic3d.checkpoints.load import load_networks
 from mimic3d.checkpoints.resolve import resolve_checkpoint
 from mimic3d.models.discriminator import DualDiscriminator
 from mimic3d.models.generator import TriplaneGenerator
-from mimic3d.models.patch_discriminator import PatchDiscriminator
+from mimic3d.models.patch_discriminator import (
+    HyperModulatedPatchDiscriminator,
+    HyperModulatedPatchDiscriminatorConfig,
+    PatchDiscriminator,
+)
+from mimic3d.models.student import StudentGenerator
 from mimic3d.training.config import TrainConfig
+from mimic3d.training.distill import build_student
 
 _MAX_LISTED = 6
 
 
 @dataclass
 class Networks:
-    """G (trained), G_ema (its moving average, used for everything shown), D, and D^3D if any."""
+    """G (trained), G_ema (its moving average, used for everything shown), D, and D^3D if any.
 
-    G: TriplaneGenerator
-    G_ema: TriplaneGenerator
-    D: DualDiscriminator
-    D_patch: PatchDiscriminator | None
+    D is EG3D's dual discriminator, or EpiGRAF's hyper-modulated patch discriminator when the run
+    trains patch-wise; D^3D (Mimic3D) is a plain or a hyper-modulated patch discriminator. A
+    distillation run's G is the student (its teacher is not one of the run's networks).
+    """
+
+    G: TriplaneGenerator | StudentGenerator
+    G_ema: TriplaneGenerator | StudentGenerator
+    D: DualDiscriminator | HyperModulatedPatchDiscriminator
+    D_patch: PatchDiscriminator | HyperModulatedPatchDiscriminator | None
 
     def named(self) -> dict[str, nn.Module]:
         """Modules by checkpoint name (``G_ema`` first: the one ``mimic3d.load`` returns)."""
@@ -44,15 +55,37 @@ class Networks:
         return named
 
 
-def build_networks(config: TrainConfig, label_std: torch.Tensor, seed: int, device: torch.device) -> Networks:
-    """Freshly initialised networks (identical in every process for one seed), gradients off."""
+def build_networks(
+    config: TrainConfig,
+    label_std: torch.Tensor,
+    seed: int,
+    device: torch.device,
+    teacher: TriplaneGenerator | None = None,
+    cameras: torch.Tensor | None = None,
+) -> Networks:
+    """Freshly initialised networks (identical in every process for one seed), gradients off.
+
+    Distillation builds G as a student of ``teacher`` (which keeps its own label std), with input
+    statistics from ``cameras`` [K, 25] (the dataset's labels).
+    """
     torch.manual_seed(seed)
-    G = TriplaneGenerator(copy.deepcopy(config.generator))
-    G.dataset_label_std.copy_(label_std)
-    D = DualDiscriminator(copy.deepcopy(config.discriminator))
+    if config.distilling:
+        if teacher is None or cameras is None:
+            raise ValueError("build_networks: distillation needs the teacher and the dataset's cameras")
+        G = build_student(config, teacher, cameras)
+    else:
+        G = TriplaneGenerator(copy.deepcopy(config.generator))
+        G.dataset_label_std.copy_(label_std)
+    if config.patch_wise:
+        D = HyperModulatedPatchDiscriminator(copy.deepcopy(config.hyper_discriminator))
+    else:
+        D = DualDiscriminator(copy.deepcopy(config.discriminator))
     D_patch = None
-    if config.patch_discriminator is not None and config.loss.patch_gan > 0:
-        D_patch = PatchDiscriminator(copy.deepcopy(config.patch_discriminator))
+    patch_d = config.patch_d_config
+    if isinstance(patch_d, HyperModulatedPatchDiscriminatorConfig):
+        D_patch = HyperModulatedPatchDiscriminator(copy.deepcopy(patch_d))
+    elif patch_d is not None:
+        D_patch = PatchDiscriminator(copy.deepcopy(patch_d))
     G_ema = copy.deepcopy(G).eval()
     for module in (G, D, D_patch):
         if module is not None:
@@ -62,6 +95,20 @@ def build_networks(config: TrainConfig, label_std: torch.Tensor, seed: int, devi
         G.to(device), G_ema.to(device), D.to(device), None if D_patch is None else D_patch.to(device)
     )
     return nets
+
+
+def compiled_parts(nets: Networks) -> list[nn.Module]:
+    """The modules ``run.compile`` compiles: G's synthesis and 3D blocks, super-resolution and decoder
+    (the renderer's custom gather stays eager), D and D^3D whole. G_ema stays eager (snapshots only)."""
+    G = nets.G
+    synthesis = G.backbone.synthesis
+    blocks = [m for name, m in synthesis.named_children() if name.startswith("b")]
+    parts = [*blocks, G.decoder, nets.D]
+    if G.superresolution is not None:
+        parts.append(G.superresolution)
+    if nets.D_patch is not None:
+        parts.append(nets.D_patch)
+    return parts
 
 
 def _listing(keys: list[str]) -> str:

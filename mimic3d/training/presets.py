@@ -72,6 +72,33 @@ SMOKE_PATCH_OVERRIDES: tuple[str, ...] = (
     "patch_discriminator.channel_max=8",
     "patch_discriminator.mapping_layers=2",
 )
+SMOKE_HYPER_OVERRIDES: tuple[str, ...] = (
+    "hyper_discriminator.channel_base=64",
+    "hyper_discriminator.channel_max=8",
+    "hyper_discriminator.hyper_mod_dim=8",
+    "hyper_discriminator.patch_embed_dim=4",
+)
+
+
+def smoke_overrides(config: TrainConfig) -> list[str]:
+    """The smoke sizes for the networks ``config`` has (EpiGRAF: no dual discriminator, no
+    super-resolution, so its decoder keeps its RGB outputs)."""
+    skip = []
+    if config.discriminator is None:
+        skip.append("discriminator.")
+    if config.generator.superresolution == "none":  # renders its images directly, at full size
+        skip += [
+            "generator.sr_channels",
+            "generator.decoder_output_dim",
+            "generator.neural_rendering_resolution",
+            "schedule.nrr_initial",
+        ]
+    keys = [k for k in SMOKE_OVERRIDES if not k.startswith(tuple(skip))]
+    if config.patch_discriminator is not None:
+        keys += SMOKE_PATCH_OVERRIDES
+    if config.hyper_discriminator is not None:
+        keys += SMOKE_HYPER_OVERRIDES
+    return keys
 
 
 class ConfigLoader(yaml.SafeLoader):

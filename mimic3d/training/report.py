@@ -30,6 +30,7 @@ from mimic3d.training.evaluation import branch_generator
 from mimic3d.training.visuals import branch_rows, fixed_grid_inputs
 
 SAMPLE_SEEDS = (0, 1, 2, 3)
+BRANCHES = ("2d", "3d")
 # Pictures of small models are enlarged (nearest neighbour) to tiles of at least this many pixels, and
 # the 3D branch's video is rendered at up to this size: a NeRF renders at any resolution.
 DISPLAY_SIZE = 128
@@ -49,33 +50,46 @@ class Report:
     notes: list[str] = field(default_factory=list)  # what could not be produced, and why
 
 
-def write_samples(G: TriplaneGenerator, dataset: ImageDataset, report: Report, count: int = 8) -> None:
-    """``samples.png`` (rows: 2D image, raw, depth, 3D image, depth) with the dataset's cameras, enlarged
-    to tiles of at least ``DISPLAY_SIZE`` pixels."""
+def write_samples(
+    G: TriplaneGenerator,
+    dataset: ImageDataset,
+    report: Report,
+    count: int = 8,
+    branches: tuple[str, ...] = BRANCHES,
+) -> None:
+    """``samples.png`` (rows: 2D image, raw, depth, 3D image, depth, for the given branches) with the
+    dataset's cameras, enlarged to tiles of at least ``DISPLAY_SIZE`` pixels."""
     z, c = fixed_grid_inputs(dataset.labels, count, G.z_dim, seed=0)
     device = next(G.parameters()).device
-    rows = branch_rows(G, z.to(device), c.to(device), ("2d", "3d"), G.config.neural_rendering_resolution)
+    rows = branch_rows(G, z.to(device), c.to(device), branches, G.config.neural_rendering_resolution)
     grid = enlarge(tile_grid(list(rows.values()), gap=2), _display_factor(G))
     report.files["samples"] = save_png(report.folder / "samples.png", grid)
 
 
-def write_multiview(G: TriplaneGenerator, report: Report) -> None:
-    """``multiview/seedNNNN.png``: three views of each seed, both branches with depth and normals."""
-    grids = generate_sample_grids(G, list(SAMPLE_SEEDS), branch="both", progress=False)
+def write_multiview(G: TriplaneGenerator, report: Report, branches: tuple[str, ...] = BRANCHES) -> None:
+    """``multiview/seedNNNN.png``: three views of each seed, the given branches with depth and normals."""
+    branch = "both" if len(branches) > 1 else branches[0]
+    grids = generate_sample_grids(G, list(SAMPLE_SEEDS), branch=branch, progress=False)
     factor = _display_factor(G)
     grids = {seed: enlarge(picture, factor) for seed, picture in grids.items()}
     paths = save_sample_grids(grids, report.folder / "multiview")
     report.files["multiview grids"] = paths[0].parent
 
 
-def write_epi(G: TriplaneGenerator, report: Report, seed: int = 0, frames: int = 64) -> None:
-    """``epi_seedNNNN.png``: the middle image row over a yaw sweep, 2D | 3D branch (the 3D branch at
-    up to ``DISPLAY_SIZE``); straight strips mean a 3D-consistent branch."""
+def write_epi(
+    G: TriplaneGenerator,
+    report: Report,
+    seed: int = 0,
+    frames: int = 64,
+    branches: tuple[str, ...] = BRANCHES,
+) -> None:
+    """``epi_seedNNNN.png``: the middle image row over a yaw sweep, one strip per branch (2D | 3D; the
+    3D branch at up to ``DISPLAY_SIZE``); straight strips mean a 3D-consistent branch."""
     preset = camera_preset_for(G)
     labels = trajectory_labels("yaw-sweep", frames, preset, device=next(G.parameters()).device)
     resolution = G.img_resolution * min(_display_factor(G), 4)
     with render_settings(G):
-        epis = seed_epis(G, seed_ws(G, [seed], preset), labels, ("2d", "3d"), 0.5, resolution)
+        epis = seed_epis(G, seed_ws(G, [seed], preset), labels, branches, 0.5, resolution)
     path = report.folder / f"epi_seed{seed:04d}.png"
     report.files["epi"] = save_png(path, epi_picture(list(epis.values())))
 
@@ -117,10 +131,10 @@ def write_mesh(G: TriplaneGenerator, report: Report, resolution: int = 64, seed:
     report.metrics["mesh_watertight"] = float(summary.watertight)
 
 
-def write_consistency(G: TriplaneGenerator, report: Report) -> None:
-    """Reprojection consistency (PSNR, L1, valid fraction) of both branches."""
+def write_consistency(G: TriplaneGenerator, report: Report, branches: tuple[str, ...] = BRANCHES) -> None:
+    """Reprojection consistency (PSNR, L1, valid fraction) of each branch."""
     preset = camera_preset_for(G)
-    for branch in ("2d", "3d"):
+    for branch in branches:
         consistency = generator_reprojection_error(
             G, ReprojectionProtocol(num_subjects=8, pairs_per_subject=2, branch=branch, preset=preset)
         )
@@ -128,13 +142,19 @@ def write_consistency(G: TriplaneGenerator, report: Report) -> None:
             report.metrics[f"{branch}/{key}"] = value
 
 
-def write_swd(G: TriplaneGenerator, dataset: ImageDataset, report: Report, num_images: int) -> None:
-    """SWD (x1e3, per pyramid level and averaged) of both branches against ``dataset``."""
+def write_swd(
+    G: TriplaneGenerator,
+    dataset: ImageDataset,
+    report: Report,
+    num_images: int,
+    branches: tuple[str, ...] = BRANCHES,
+) -> None:
+    """SWD (x1e3, per pyramid level and averaged) of each branch against ``dataset``."""
     protocol = MetricProtocol(
         f"swd{num_images}", "swd", num_gen=num_images, max_real=num_images, detector=None
     )
     device = next(G.parameters()).device
-    for branch in ("2d", "3d"):
+    for branch in branches:
         result = compute_metric(
             protocol,
             branch_generator(G, branch),
@@ -153,20 +173,39 @@ def write_metrics_file(report: Report) -> None:
     report.files["metrics"] = path
 
 
+def write_metrics(
+    G: TriplaneGenerator,
+    dataset: ImageDataset,
+    report: Report,
+    num_images: int,
+    branches: tuple[str, ...] = BRANCHES,
+) -> None:
+    """SWD and reprojection consistency of each branch, then ``metrics.json``."""
+    write_swd(G, dataset, report, num_images, branches)
+    write_consistency(G, report, branches)
+    write_metrics_file(report)
+
+
 def write_model_report(
-    G: TriplaneGenerator, folder: str | Path, video_frames: int = 36, mesh_resolution: int = 64
+    G: TriplaneGenerator,
+    folder: str | Path,
+    video_frames: int = 36,
+    mesh_resolution: int = 64,
+    branches: tuple[str, ...] = BRANCHES,
 ) -> Report:
-    """What needs no dataset, into ``folder``: multi-view grids of both branches, the 3D branch's orbit
-    video, seed 0's mesh, its EPI image and the reprojection consistency of both branches."""
+    """What needs no dataset, into ``folder`` (``G`` in eval mode, on its device): multi-view grids of
+    ``branches``, the 3D branch's orbit video, seed 0's mesh, its EPI image and the reprojection
+    consistency of each branch. ``branches`` are those the model was trained with (EpiGRAF renders
+    only directly: "3d")."""
     report = Report(Path(folder))
     report.folder.mkdir(parents=True, exist_ok=True)
     G = G.eval().requires_grad_(False)
     with torch.no_grad():
-        write_multiview(G, report)
+        write_multiview(G, report, branches)
         write_video(G, report, video_frames)
         write_mesh(G, report, mesh_resolution)
-        write_epi(G, report)
-    write_consistency(G, report)
+        write_epi(G, report, branches=branches)
+    write_consistency(G, report, branches)
     write_metrics_file(report)
     return report
 
@@ -177,11 +216,12 @@ def write_report(
     folder: str | Path,
     video_frames: int = 36,
     metric_images: int = 256,
+    branches: tuple[str, ...] = BRANCHES,
 ) -> Report:
-    """``write_model_report`` plus the dataset's parts: ``samples.png`` and SWD of both branches."""
-    report = write_model_report(G, folder, video_frames)
+    """``write_model_report`` plus the dataset's parts: ``samples.png`` and SWD of each branch."""
+    report = write_model_report(G, folder, video_frames, branches=branches)
     with torch.no_grad():
-        write_samples(G, dataset, report)
-    write_swd(G, dataset, report, metric_images)
+        write_samples(G, dataset, report, branches=branches)
+    write_swd(G, dataset, report, metric_images, branches)
     write_metrics_file(report)
     return report

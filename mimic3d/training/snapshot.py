@@ -9,9 +9,13 @@ Commit protocol, so that killing the process at any instant never loses the last
 1. everything is written into ``snapshots/.incomplete-<name>-<pid>/`` (each file fsynced);
 2. the folder is renamed to its final name (atomic on one file system);
 3. the text file ``<run>/latest`` is replaced atomically (temporary file + ``os.replace``) with
-   the new folder's name; only then are snapshots beyond ``keep`` deleted.
+   the new folder's name; only then are snapshots beyond ``keep`` deleted (each renamed to an
+   ``.incomplete-`` name first).
 A reader follows ``latest``, which only ever names a complete folder; leftovers of an interrupted
-write are removed by the next ``save_snapshot``.
+write are removed by the next ``save_snapshot``. Re-writing a snapshot that already exists (same
+images shown, after resuming from an older one) moves the old folder aside first: a kill between
+the two renames leaves ``latest`` naming a missing folder for an instant, so readers and the next
+write first move such an aside copy back (``restore_replaced``).
 """
 
 from __future__ import annotations
@@ -36,6 +40,7 @@ from mimic3d.checkpoints.resolve import LATEST_FILE, SNAPSHOT_DIR
 STATE_TENSORS = "training_state.safetensors"
 STATE_JSON = "training_state.json"
 INCOMPLETE_PREFIX = ".incomplete-"
+REPLACED_INFIX = "-replaced-"
 SNAPSHOT_PREFIX = "snapshot-"
 
 
@@ -96,8 +101,27 @@ def _fsync_file(path: Path) -> None:
         os.fsync(f.fileno())
 
 
+def _replaced_name(name: str) -> str:
+    return f"{INCOMPLETE_PREFIX}{name}{REPLACED_INFIX}"
+
+
+def restore_replaced(run_dir: str | os.PathLike) -> None:
+    """Move back a snapshot that a re-write moved aside when it was killed before the new folder
+    took its name (so that ``latest`` names a complete folder again)."""
+    folder = Path(run_dir) / SNAPSHOT_DIR
+    if not folder.is_dir():
+        return
+    for child in sorted(folder.iterdir()):
+        if child.name.startswith(INCOMPLETE_PREFIX) and REPLACED_INFIX in child.name and is_complete(child):
+            name = child.name[len(INCOMPLETE_PREFIX) :].split(REPLACED_INFIX)[0]
+            if not (folder / name).exists():
+                os.rename(child, folder / name)
+                fsync_dir(folder)
+
+
 def remove_incomplete(run_dir: Path) -> None:
-    """Delete leftovers of interrupted snapshot writes."""
+    """Delete leftovers of interrupted snapshot writes (after restoring a moved-aside snapshot)."""
+    restore_replaced(run_dir)
     folder = Path(run_dir) / SNAPSHOT_DIR
     if folder.is_dir():
         for child in folder.iterdir():
@@ -130,7 +154,7 @@ def save_snapshot(
     if final.exists():
         # Same name (re-snapshot at the same count after a resume): move the old one aside first;
         # ``latest`` may name it, and the name is valid again once the new folder is in place.
-        retired = folder / f"{INCOMPLETE_PREFIX}{name}-replaced-{os.getpid()}"
+        retired = folder / f"{_replaced_name(name)}{os.getpid()}"
         os.rename(final, retired)
         os.rename(staging, final)
         shutil.rmtree(retired, ignore_errors=True)
@@ -144,12 +168,15 @@ def save_snapshot(
 
 
 def prune_snapshots(run_dir: Path, keep: int, protect: str) -> None:
-    """Delete all but the ``keep`` newest complete snapshots (never ``protect``)."""
+    """Delete all but the ``keep`` newest complete snapshots (never ``protect``); each is renamed to
+    an ``.incomplete-`` name first, so that a kill mid-deletion leaves no half-deleted snapshot."""
     folder = Path(run_dir) / SNAPSHOT_DIR
     names = sorted(p.name for p in folder.iterdir() if p.name.startswith(SNAPSHOT_PREFIX) and p.is_dir())
     for old in names[: max(len(names) - keep, 0)]:
         if old != protect:
-            shutil.rmtree(folder / old, ignore_errors=True)
+            doomed = folder / f"{INCOMPLETE_PREFIX}{old}-pruned-{os.getpid()}"
+            os.rename(folder / old, doomed)
+            shutil.rmtree(doomed, ignore_errors=True)
 
 
 # ----------------------------------------------------------------------------- reading
@@ -160,11 +187,17 @@ def is_complete(folder: Path) -> bool:
 
 
 def latest_snapshot(run_dir: str | os.PathLike) -> Path | None:
-    """The complete snapshot ``<run>/latest`` names, or None when the run has none yet."""
+    """The complete snapshot ``<run>/latest`` names, or None when the run has none yet. Without a
+    ``latest`` file, the newest complete snapshot folder (a kill after the first snapshot was
+    renamed into place, before ``latest`` was written)."""
     run_dir = Path(run_dir)
     pointer = run_dir / LATEST_FILE
+    restore_replaced(run_dir)
     if not pointer.is_file():
-        return None
+        folder = run_dir / SNAPSHOT_DIR
+        found = sorted(folder.glob(f"{SNAPSHOT_PREFIX}*")) if folder.is_dir() else []
+        complete = [p for p in found if is_complete(p)]
+        return complete[-1] if complete else None
     name = pointer.read_text(encoding="utf-8").strip()
     folder = run_dir / SNAPSHOT_DIR / name
     if not name or not is_complete(folder):

@@ -17,7 +17,7 @@ from torch import Tensor
 
 from mimic3d.models.generator import TriplaneGenerator
 from mimic3d.tools.imaging import depth_to_images, resize_images, save_png, tile_grid, to_uint8
-from mimic3d.tools.rendering import render_settings
+from mimic3d.tools.rendering import render_settings, shared_planes
 from mimic3d.tools.video import render_video
 from mimic3d.training.randomness import stream_seed
 
@@ -51,7 +51,7 @@ def branch_rows(
         for i in range(z.shape[0]):
             zi, ci = z[i : i + 1], c[i : i + 1]
             ws = G.mapping(zi, ci)
-            planes = G.planes(ws, noise_mode="const", residual=None if "3d" in branches else False)
+            planes = shared_planes(G, ws, "3d" in branches)
             if "2d" in branches:
                 out = G.synthesis(
                     ws,
