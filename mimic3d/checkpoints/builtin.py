@@ -36,7 +36,7 @@ BUILTIN_MODELS: dict[str, BuiltinModel] = {
         BuiltinModel(
             name="heads64",
             filename="heads64.safetensors",
-            sha256="0" * 64,
+            sha256="7ba51f0110caba115187d533d9919b577c0ca5ed63eeae14cb933ad2efc2881e",
             description="Mimic3D (both branches) trained on CPU on the procedural heads at 64x64 "
             "(docs/models.md)",
         ),
