@@ -94,20 +94,28 @@ def write_epi(
     report.files["epi"] = save_png(path, epi_picture(list(epis.values())))
 
 
-def write_video(G: TriplaneGenerator, report: Report, frames: int) -> None:
-    """``multiview_3d.mp4``: an orbit of four seeds rendered by the 3D branch, with depth, at up to
-    ``DISPLAY_SIZE`` pixels (more than the training resolution for small models)."""
+def write_video(
+    G: TriplaneGenerator,
+    report: Report,
+    frames: int,
+    seeds: tuple[int, ...] = SAMPLE_SEEDS,
+    depth_multiplier: float = 2.0,
+) -> None:
+    """``multiview_3d.mp4``: an orbit of ``seeds`` rendered by the 3D branch, with depth, at up to
+    ``DISPLAY_SIZE`` pixels (more than the training resolution for small models), with
+    ``depth_multiplier`` times the model's samples per ray (EG3D's video script: 2)."""
     path = report.folder / "multiview_3d.mp4"
     resolution = G.img_resolution * min(_display_factor(G), 4)
     render_video(
         G,
         path,
-        list(SAMPLE_SEEDS),
+        list(seeds),
         num_frames=frames,
         fps=24.0,
         branch="3d",
         depth=True,
         resolution=resolution,
+        depth_multiplier=depth_multiplier,
         progress=False,
     )
     report.files["video"] = path
@@ -192,17 +200,19 @@ def write_model_report(
     video_frames: int = 36,
     mesh_resolution: int = 64,
     branches: tuple[str, ...] = BRANCHES,
+    video_seeds: tuple[int, ...] = SAMPLE_SEEDS,
+    video_depth_multiplier: float = 2.0,
 ) -> Report:
     """What needs no dataset, into ``folder`` (``G`` in eval mode, on its device): multi-view grids of
-    ``branches``, the 3D branch's orbit video, seed 0's mesh, its EPI image and the reprojection
-    consistency of each branch. ``branches`` are those the model was trained with (EpiGRAF renders
-    only directly: "3d")."""
+    ``branches``, the 3D branch's orbit video of ``video_seeds`` (see ``write_video``), seed 0's
+    mesh, its EPI image and the reprojection consistency of each branch. ``branches`` are those the
+    model was trained with (EpiGRAF renders only directly: "3d")."""
     report = Report(Path(folder))
     report.folder.mkdir(parents=True, exist_ok=True)
     G = G.eval().requires_grad_(False)
     with torch.no_grad():
         write_multiview(G, report, branches)
-        write_video(G, report, video_frames)
+        write_video(G, report, video_frames, video_seeds, video_depth_multiplier)
         write_mesh(G, report, mesh_resolution)
         write_epi(G, report, branches=branches)
     write_consistency(G, report, branches)
