@@ -56,6 +56,7 @@ TINY_PRESET = [
     ),
     (r"\bmimic3d-e2e\b", "tiny-mimic3d-heads"),
     (r"\bepigraf-\w+", "tiny-epigraf-heads"),
+    (r"\btiny-mimic3d-heads64\b", "tiny-mimic3d-heads"),  # the shipped model's preset at 64^2
 ]
 TINY_OVERRIDES = " ".join(TINY)
 TINY_EPIGRAF_OVERRIDES = " ".join(epigraf_tiny_overrides())  # no dual discriminator to cut down
@@ -88,6 +89,7 @@ class Rule:
 
 SUBSTITUTIONS = [
     Rule(r"^\.venv/bin/mimic3d ", "mimic3d ", "the suite runs inside the environment already"),
+    Rule(r"^OMP_NUM_THREADS=\d+ ", "", "the suite sets its thread count itself (conftest.py)"),
     Rule(r"--nproc_per_node 8", "--nproc_per_node 2", "2 CPU processes (gloo) instead of 8 GPUs"),
     Rule(
         r"data\.path=\.\.\.", "data.path=~/datasets/FFHQ_512.zip", "'...' stands for the dataset of the block"
