@@ -35,8 +35,8 @@ from mimic3d.tools.viewpoints import camera_preset_for, conditioning_label
 
 NAME = "heads64"
 IMAGE = 64
-# Measured on the shipped file with /work/scratch tools described in docs/models.md: the 3D - 2D
-# reprojection PSNR (dB) of the test's protocol (2 subjects x 2 view pairs) over protocol seeds 0-7.
+# Measured on the shipped file: mean and standard deviation of the 3D - 2D reprojection PSNR (dB) of
+# this test's protocol (2 subjects x 2 view pairs) over protocol seeds 0-7 ...
 MEASURED = {"margin_mean": 5.85, "margin_std": 1.63}
 # ... and the held-out gain (dB over w_avg, the smaller of the two views 30 degrees off the target)
 # of the inversion test's W+ fit over latents 1-6.
