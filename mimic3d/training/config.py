@@ -163,8 +163,8 @@ class DataConfig:
     gen_cameras: str = "dataset"
     mirror: bool = False
     max_size: int | None = None
-    # Loader processes (EG3D uses 3), each keeping PREFETCH_BATCHES batches ready; 0 loads in the
-    # training process.
+    # Loader processes (EG3D uses 3; at most the CPUs the process may use), each keeping
+    # PREFETCH_BATCHES batches ready; 0 loads in the training process.
     workers: int = 3
 
 
