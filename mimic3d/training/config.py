@@ -34,7 +34,7 @@ LPIPS_MODES = ("pretrained", "untrained")
 R1_TARGETS = ("discriminator_input", "input")
 DEVICES = ("auto", "cpu", "cuda")
 GEN_CAMERAS = ("dataset", *CAMERA_PRESETS)
-PATH_FIELDS = ("data.path", "run.init_from", "loss.lpips_weights_dir")
+PATH_FIELDS = ("data.path", "run.init_from", "loss.lpips_weights_dir", "distill.teacher")
 
 
 @dataclass
@@ -217,7 +217,7 @@ class TrainConfig:
     def __post_init__(self) -> None:
         for key in PATH_FIELDS:
             section, name = key.split(".")
-            value = getattr(getattr(self, section), name)
+            value = getattr(getattr(self, section), name, None)  # no distill section: not distilling
             if isinstance(value, str):
                 setattr(getattr(self, section), name, absolute_path(value))
         self.validate()
