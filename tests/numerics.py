@@ -99,17 +99,6 @@ def assert_close(
     if dtype is None:
         dtype = min((actual.dtype, expected.dtype), key=lambda d: torch.finfo(d).bits)
     tol = tolerance(terms, depth, _scale(expected) if scale is None else scale, dtype)
-    import os  # TEMP-LOG
-
-    if os.environ.get("MIMIC3D_NUMERICS_LOG"):  # TEMP-LOG
-        d = (actual.double() - expected.double()).abs()  # TEMP-LOG
-        r = (
-            float((d / (tol["atol"] + tol["rtol"] * expected.double().abs())).max()) if d.numel() else 0.0
-        )  # TEMP-LOG
-        with open(os.environ["MIMIC3D_NUMERICS_LOG"], "a") as f:  # TEMP-LOG
-            f.write(
-                f"{os.environ.get('PYTEST_CURRENT_TEST', '?').split(' ')[0]} terms={terms} depth={depth} used={r:.4f}\n"
-            )  # TEMP-LOG
     torch.testing.assert_close(actual, expected, check_dtype=False, msg=msg, **tol)
 
 

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import torch
 from inversion_support import PRESET, structured_generator, true_latent
+from numerics import assert_close, fan_in_sum
 from training_support import tiny_config, write_random_dataset
 
 import mimic3d
@@ -111,7 +112,8 @@ def test_psnr_and_reconstruction_loss():
     lpips = LPIPS.untrained(0)
     both = ReconstructionLoss(targets, lpips, lpips_weight=2.0, l2_weight=0.5)
     expected = 2.0 * lpips(images[:2], targets) + 0.5 * (images[:2] - targets).square().mean(dim=(1, 2, 3))
-    assert torch.allclose(both.terms(images[:2]).total, expected, rtol=1e-4, atol=1e-7)
+    # The same LPIPS network run twice: its reductions, in another blocking.
+    assert_close(both.terms(images[:2]).total, expected, terms=fan_in_sum(lpips))
 
 
 # ----------------------------------------------------------------------------- latents
@@ -206,7 +208,9 @@ def test_candidate_poses_follow_the_statistics():
     assert torch.allclose(yaw.unique(), PRESET.yaw_mean + PRESET.yaw_std * torch.linspace(-2, 2, 5))
     assert torch.allclose(pitch.unique(), PRESET.pitch_mean + PRESET.pitch_std * torch.linspace(-1.5, 1.5, 3))
     cars_yaw, _ = candidate_poses(PRESETS["shapenet"], yaws=8, pitches=1)
-    assert torch.allclose(cars_yaw.unique() - cars_yaw.min(), torch.arange(8) * math.pi / 4, atol=1e-6)
+    # Angles up to 2 pi, shifted by the smallest: errors of the size of the largest angle.
+    steps = cars_yaw.unique() - cars_yaw.min()
+    assert_close(steps, torch.arange(8) * math.pi / 4, terms=3, scale=float(cars_yaw.abs().max()))
     fixed = dataclasses.replace(PRESET, yaw_std=0.0, pitch_std=0.0)
     assert candidate_poses(fixed)[0].shape == (1,)
 

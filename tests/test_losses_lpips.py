@@ -86,10 +86,10 @@ def test_cached_features_give_the_same_distance(model):
     features = model.features(x1)
     assert [f.shape[1] for f in features] == [64, 128, 256, 512, 512]
     # Same formula, trunk run on each batch alone instead of both concatenated: float32 blocking only.
-    assert torch.allclose(model.distance_to(x0, features), model(x0, x1), rtol=1e-4, atol=1e-7)
+    assert_close(model.distance_to(x0, features), model(x0, x1), terms=fan_in_sum(model))
     # A batch of one target broadcasts over the images.
     single = model.distance_to(x0, model.features(x1[:1]))
-    assert torch.allclose(single, model(x0, x1[:1].expand_as(x0)), rtol=1e-4, atol=1e-7)
+    assert_close(single, model(x0, x1[:1].expand_as(x0)), terms=fan_in_sum(model))
 
 
 def test_metric_properties(model):

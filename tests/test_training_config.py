@@ -6,6 +6,7 @@ import os
 
 import pytest
 import yaml
+from distill_support import distill_config, save_teacher
 
 from mimic3d.training.config import TrainConfig
 from mimic3d.training.presets import (
@@ -195,3 +196,11 @@ def test_base_chain_merges_deeply():
         merged["generator"]["rendering"]["ray_start"] == 0.1
         and merged["generator"]["rendering"]["ray_end"] == 3.0
     )
+
+
+def test_distillation_teacher_is_stored_absolute(tmp_path, monkeypatch):
+    # A distillation run resumed or evaluated from another folder must still find its teacher.
+    teacher = save_teacher(tmp_path)
+    monkeypatch.chdir(tmp_path)
+    config = distill_config(teacher.name, tmp_path / "data.zip")
+    assert config.distill.teacher == str(teacher.absolute())

@@ -110,7 +110,7 @@ def test_a_wrongly_seeded_chunk_fails_the_bound(tmp_path, monkeypatch):
         if name == "wrong":
             local = lambda seed, step, phase, chunk: seed_chunk(seed, step, phase, 0)  # noqa: E731
             monkeypatch.setattr(loop_module, "seed_chunk", local)
-        trainer = Trainer(tiny_config("e2e", data, *OVERRIDES), tmp_path / name, progress_bar=False)
+        trainer = Trainer(tiny_config("e2e", data, *OVERRIDES["e2e"]), tmp_path / name, progress_bar=False)
         for _ in range(STEPS):
             trainer.train_step()
         runs[name] = _parameters(trainer), adam_moves(trainer, STEPS)

@@ -176,7 +176,10 @@ def test_mimic3d_windows_stay_the_default(dataset, tmp_path):
         (["patches.min_scale=0.25"], "patches.min_scale"),
         (["loss.density_reg=0.25"], "loss.density_reg=0.25: EpiGRAF has no density regulariser"),
         (["loss.patch_gan=0.1"], "patch_discriminator: patch-wise training has no 3D-branch terms"),
-        (["hyper_discriminator.img_resolution=64"], "hyper_discriminator.img_resolution=64: 64 differs from generator"),
+        (
+            ["hyper_discriminator.img_resolution=64"],
+            "hyper_discriminator.img_resolution=64: 64 differs from generator",
+        ),
         (["data.gen_cameras=moon"], "data.gen_cameras"),
         (["patches.beta_end=0"], "patches.beta_end"),
         (["run.batch_size=6"], "run.batch_size=6: chunks of 6 .* hyper_discriminator.mbstd_group_size=4"),

@@ -7,6 +7,7 @@ import math
 import numpy as np
 import pytest
 import torch
+from numerics import assert_close
 from torch import nn
 
 from mimic3d.camera import PRESETS
@@ -38,9 +39,9 @@ def test_latents_blend_and_mix_like_the_tools(tiny):
     base = ViewSettings(seed=1, truncation_psi=0.5, blend_seed=2)
     torch.testing.assert_close(renderer.cache.ws(base), ws[1], rtol=0, atol=0)  # blend 0: the seed itself
     end = renderer.cache.ws(ViewSettings(seed=1, truncation_psi=0.5, blend_seed=2, blend=1.0))
-    torch.testing.assert_close(end, ws[2], rtol=0, atol=1e-6)  # lerp(a, b, 1) = a + (b - a): one rounding
+    assert_close(end, ws[2], terms=2)  # lerp(a, b, 1) = a + (b - a): two roundings
     half = renderer.cache.ws(ViewSettings(seed=1, truncation_psi=0.5, blend_seed=2, blend=0.5))
-    torch.testing.assert_close(half, (ws[1] + ws[2]) / 2, rtol=0, atol=1e-6)
+    assert_close(half, (ws[1] + ws[2]) / 2, terms=2)
     layers = (3, 4, 5)
     mixed = renderer.cache.ws(ViewSettings(seed=1, truncation_psi=0.5, style_seed=3, style_layers=layers))
     torch.testing.assert_close(mixed, style_mix(ws[1], ws[3], layers), rtol=0, atol=0)

@@ -14,7 +14,7 @@ import argparse
 import json
 from pathlib import Path
 
-from mimic3d.cli.train import launch_run, resolve_resume, resumed_config
+from mimic3d.cli.train import launch_run, list_presets, resolve_resume, resumed_config
 from mimic3d.training.presets import config_to_yaml, load_config
 from mimic3d.training.rundir import CONFIG_FILE
 
@@ -25,7 +25,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description="NeRF-GAN distillation (Shahbazi et al. 2023): train a pose-conditioned convolutional "
         "student that renders like TEACHER without volume rendering. TEACHER is any checkpoint mimic3d "
         "reads (run folder, snapshot, .safetensors, official EG3D/Mimic3D/EpiGRAF pickle); PRESET is a "
-        "distillation preset (default: the one that fits the teacher; see mimic3d train "
+        "distillation preset (default: the one that fits the teacher; see "
         "--list-presets) and KEY=VALUE pairs override config fields (data.path=..., "
         "distill.adversarial_kimg=500). The run's generator section is the teacher's. With --evaluate, "
         "measure a trained student against its teacher instead.",
@@ -42,6 +42,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--resume", default=None, metavar="latest|PATH", help="continue a distillation run exactly"
     )
     parser.add_argument("--max-steps", type=int, default=None, help="stop (with a snapshot) after N steps")
+    parser.add_argument("--list-presets", action="store_true", help="list the distillation presets and exit")
     parser.add_argument("--print-config", action="store_true", help="print the resolved config and exit")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar (log lines only)")
     evaluation = parser.add_argument_group("evaluation (--evaluate STUDENT)")
@@ -78,6 +79,9 @@ def _split(args: argparse.Namespace) -> tuple[str | None, list[str]]:
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.list_presets:
+        list_presets(distillation=True)
+        return 0
     if args.evaluate is not None:
         return run_evaluation(args)
     if args.resume is not None:

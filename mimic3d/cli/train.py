@@ -91,8 +91,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(func=run_train)
 
 
-def list_presets() -> None:
+def list_presets(distillation: bool | None = None) -> None:
+    """Print every preset with its description (only the distillation presets, or only the others)."""
     for name in preset_names():
+        if distillation is not None and ("distill" in preset_dict(name)) != distillation:
+            continue
         print(f"{name:30s} {preset_dict(name).get('description', '')}")
 
 

@@ -297,10 +297,15 @@ _TINY_PRESETS: dict[str, GeneratorConfig] = {
 
 
 def generator_preset_names() -> list[str]:
-    """Every name ``generator_preset`` knows: the training presets' and the tiny test generators'."""
-    from mimic3d.training.presets import preset_names  # lazily: the training layer builds on this one
+    """Every name ``generator_preset`` knows: the training presets' (but the distillation presets',
+    whose student is built from a teacher checkpoint) and the tiny test generators'."""
+    return sorted([*_training_generator_presets(), *_TINY_PRESETS])
 
-    return sorted([*preset_names(), *_TINY_PRESETS])
+
+def _training_generator_presets() -> list[str]:
+    from mimic3d.training.presets import preset_dict, preset_names  # lazily: training builds on this layer
+
+    return [name for name in preset_names() if "distill" not in preset_dict(name)]
 
 
 def generator_preset(name: str, **overrides: Any) -> GeneratorConfig:
@@ -316,9 +321,9 @@ def generator_preset(name: str, **overrides: Any) -> GeneratorConfig:
     if name in _TINY_PRESETS:
         config = copy.deepcopy(_TINY_PRESETS[name])
     else:
-        from mimic3d.training.presets import preset_dict, preset_names
+        from mimic3d.training.presets import preset_dict
 
-        if name not in preset_names():
+        if name not in _training_generator_presets():
             raise ValueError(f"preset: unknown name {name!r}; expected one of {generator_preset_names()}")
         config = GeneratorConfig.from_dict(preset_dict(name).get("generator", {}))
     return dataclasses.replace(config, **overrides) if overrides else config

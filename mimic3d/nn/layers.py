@@ -80,7 +80,11 @@ def bias_act(
                 f"bias_act: bias of shape {list(b.shape)} does not match x dim {dim} of {list(x.shape)}"
             )
         b = b.reshape([-1 if i == dim else 1 for i in range(x.ndim)])
-    if act in _PIECEWISE_LINEAR and (act != "linear" or clamp is not None):
+    # Without a backward pass (inference, and exporters' tracing, which cannot record a Python
+    # autograd function) the plain ops below keep nothing either and compute the same values.
+    needs_backward = torch.is_grad_enabled() and (x.requires_grad or (b is not None and b.requires_grad))
+    fused = needs_backward and not torch.jit.is_tracing()
+    if fused and act in _PIECEWISE_LINEAR and (act != "linear" or clamp is not None):
         if b is None:
             b = x.new_zeros([])
         return _PiecewiseLinearBiasAct.apply(x, b, act, alpha, gain, clamp)

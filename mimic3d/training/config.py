@@ -7,7 +7,7 @@ and ``from_dict`` names every unknown or ill-typed field by its dotted path
 as EG3D does when ``schedule.scale_with_batch`` is true (blur fade and EMA half-life).
 Path fields (``PATH_FIELDS``) are stored expanded (``~``, ``$VARS``) and absolute, so a saved config
 names the same files when a run is resumed from another folder; a built-in model's name in
-``run.init_from`` (``heads64``) stays a name.
+``run.init_from`` or ``distill.teacher`` (``heads64``) stays a name.
 """
 
 from __future__ import annotations
@@ -37,7 +37,8 @@ LPIPS_MODES = ("pretrained", "untrained")
 R1_TARGETS = ("discriminator_input", "input")
 DEVICES = ("auto", "cpu", "cuda")
 GEN_CAMERAS = ("dataset", *CAMERA_PRESETS)
-PATH_FIELDS = ("data.path", "run.init_from", "loss.lpips_weights_dir")
+MODEL_FIELDS = ("run.init_from", "distill.teacher")  # fields that take a checkpoint
+PATH_FIELDS = ("data.path", "run.init_from", "loss.lpips_weights_dir", "distill.teacher")
 
 
 @dataclass
@@ -166,8 +167,8 @@ class DataConfig:
     gen_cameras: str = "dataset"
     mirror: bool = False
     max_size: int | None = None
-    # Loader processes (EG3D uses 3), each keeping PREFETCH_BATCHES batches ready; 0 loads in the
-    # training process.
+    # Loader processes (EG3D uses 3; at most the CPUs the process may use), each keeping
+    # PREFETCH_BATCHES batches ready; 0 loads in the training process.
     workers: int = 3
 
 
@@ -220,9 +221,10 @@ class TrainConfig:
     def __post_init__(self) -> None:
         for key in PATH_FIELDS:
             section, name = key.split(".")
-            value = getattr(getattr(self, section), name)
-            # A built-in model's name (run.init_from=heads64) stays a name unless a file has it.
-            keep_name = key == "run.init_from" and is_builtin_name(value) and not os.path.exists(value)
+            value = getattr(getattr(self, section), name, None)  # no distill section: not distilling
+            # A built-in model's name (run.init_from=heads64, distill.teacher=heads64) stays a name
+            # unless a file has it.
+            keep_name = key in MODEL_FIELDS and is_builtin_name(value) and not os.path.exists(value)
             if isinstance(value, str) and not keep_name:
                 setattr(getattr(self, section), name, absolute_path(value))
         self.validate()

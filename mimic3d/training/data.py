@@ -15,6 +15,7 @@ from torch import Tensor
 
 from mimic3d.camera import PRESETS, CameraPreset, sample_labels
 from mimic3d.data import DatasetCameraSampler, ImageDataset
+from mimic3d.runtime import available_cpus
 from mimic3d.training.randomness import stream_seed
 
 _EPOCH_STREAM = 1  # key separating the shuffling stream from the per-chunk streams
@@ -98,6 +99,9 @@ class RealImageStream:
             raise ValueError(
                 f"{dataset.path}: training needs RGB images, got {dataset.num_channels} channels"
             )
+        # No more loader processes than CPUs this process may use (more only compete with training,
+        # and torch warns): the default 3 (EG3D's) becomes 2 on a 2-core machine.
+        workers = min(workers, available_cpus())
         local = batch_size // world
         self.dataset, self.batch_size, self.position, self.device = dataset, batch_size, position, device
         sampler = _StepSlices(
