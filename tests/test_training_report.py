@@ -44,6 +44,28 @@ def test_demo_writes_a_complete_report(tmp_path, capsys):
     assert len(mesh.vertices) == metrics["mesh_vertices"] > 0 and mesh.is_watertight
     assert list((outdir / "runs").glob("*/events.out.tfevents.*"))
 
+    # Step 1 came first: the shipped heads64 model's report, with the metrics recorded when shipped.
+    shipped = outdir / "heads64"
+    assert printed.index(str(shipped / "metrics.json")) < printed.index(str(report / "samples.png"))
+    # 64x64 tiles enlarged 2x: 3 views; per branch rows of image, depth and normals.
+    assert _png_size(shipped / "multiview" / "seed0000.png") == (3 * 128, 6 * 128)
+    frames, _ = read_video(shipped / "multiview_3d.mp4")
+    assert frames.shape == (4, 128, 2 * 128, 3)  # one seed: the 3D branch at 128^2 and its depth
+    assert trimesh.load(shipped / "mesh_seed0.ply").is_watertight and (shipped / "epi_seed0000.png").is_file()
+    shipped_metrics = json.loads((shipped / "metrics.json").read_text())
+    for branch in ("2d", "3d"):
+        assert shipped_metrics[f"{branch}/reprojection_psnr"] > 0
+        assert np.isfinite(shipped_metrics[f"recorded/{branch}/swd_x1e3_avg"])
+
+
+def test_demo_refuses_to_skip_both_steps(tmp_path, capsys):
+    assert main(["demo", "--no-training", "--no-shipped-model", "--outdir", str(tmp_path / "x")]) == 2
+    assert "nothing left to do" in capsys.readouterr().err and not (tmp_path / "x").exists()
+
+
+def _png_size(path) -> tuple[int, int]:
+    return PIL.Image.open(path).size
+
 
 def test_mesh_level_looks_inside_the_border_only():
     volume = np.full((16, 16, 16), -5.0, np.float32)
@@ -63,6 +85,7 @@ def test_mesh_level_looks_inside_the_border_only():
 def test_epigraf_demo_reports_its_direct_render(tmp_path):
     outdir = tmp_path / "demo"
     args = ["--preset", "tiny-epigraf-heads", "--outdir", str(outdir), "--minutes", "0.01", "--images", "16"]
+    args += ["--no-shipped-model"]  # step 1 is the same for every preset: test_demo_writes_a_complete_report
     args += ["--video-frames", "4", "--metric-images", "16", "generator.rendering.num_coarse=4"]
     assert main(["demo", *args]) == 0
     report = outdir / "report"
@@ -73,3 +96,4 @@ def test_epigraf_demo_reports_its_direct_render(tmp_path):
     assert np.isfinite(metrics["3d/swd_x1e3_avg"]) and metrics["3d/reprojection_psnr"] > 0
     assert not any(key.startswith("2d/") for key in metrics)
     assert (report / "multiview_3d.mp4").is_file() and list((outdir / "runs").glob("*/events.out.tfevents.*"))
+    assert not (outdir / "heads64").exists()
