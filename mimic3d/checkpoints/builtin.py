@@ -36,7 +36,7 @@ BUILTIN_MODELS: dict[str, BuiltinModel] = {
         BuiltinModel(
             name="heads64",
             filename="heads64.safetensors",
-            sha256="7ba51f0110caba115187d533d9919b577c0ca5ed63eeae14cb933ad2efc2881e",
+            sha256="91801d1b6c7d9d5f8ee20c93fcc52203673fc71fe7331d9a215a24f481ac8095",
             description="Mimic3D (both branches) trained on CPU on the procedural heads at 64x64 "
             "(docs/models.md)",
         ),

@@ -36,7 +36,8 @@ COMMANDS: dict[str, str] = {
     "train": "train EG3D / Mimic3D from a preset, or resume a run",
     "distill": "distil a tri-plane generator into a fast convolutional student (NeRF-GAN distillation)",
     "export": "export a generator to ONNX or TorchScript (checked against PyTorch)",
-    "demo": "train a tiny Mimic3D on synthetic heads (7 CPU minutes by default) and write a report",
+    "demo": "show the shipped heads64 model, then train a tiny Mimic3D on synthetic heads (7 CPU minutes by "
+    "default) and write a report",
     "view": "interactive viewer in the browser: orbit any generator live (needs mimic3d[viewer])",
 }
 # Errors a command raises for bad input (files, flags, config fields): one line, exit status 2.
