@@ -37,14 +37,16 @@ NAME = "heads64"
 IMAGE = 64
 # Measured on the shipped file: mean and standard deviation of the 3D - 2D reprojection PSNR (dB) of
 # this test's protocol (2 subjects x 2 view pairs) over protocol seeds 0-7 ...
-MEASURED = {"margin_mean": 3.12, "margin_std": 0.72}
+MEASURED = {"margin_mean": 3.67, "margin_std": 1.41}
 # ... and the held-out gain (dB over w_avg, the smaller of the two views 30 degrees off the target)
 # of the inversion test's W+ fit over latents 1-6.
-MEASURED_INVERSION = {"gain_mean": 7.76, "gain_std": 0.67}
-# The test's one protocol seed must beat the mean less three standard deviations across seeds: a
-# model whose 3D branch lost its consistency advantage falls below it, seed-to-seed spread does not.
-MARGIN_BOUND = MEASURED["margin_mean"] - 3 * MEASURED["margin_std"]
-INVERSION_BOUND = MEASURED_INVERSION["gain_mean"] - 3 * MEASURED_INVERSION["gain_std"]
+MEASURED_INVERSION = {"gain_mean": 6.41, "gain_std": 2.65}
+# Each test's one seed must beat the mean less two standard deviations across seeds (every measured
+# value lies above it; three would reach below zero with 8 protocol seeds and 6 latents): a model
+# whose 3D branch lost its consistency advantage, or whose latents stop explaining other views, falls
+# below it, seed-to-seed spread does not.
+MARGIN_BOUND = MEASURED["margin_mean"] - 2 * MEASURED["margin_std"]
+INVERSION_BOUND = MEASURED_INVERSION["gain_mean"] - 2 * MEASURED_INVERSION["gain_std"]
 # Plausible head measures: the synthetic heads' ranges (module docstring) widened by 0.05 on each
 # side (three 64^3 voxels of 1/63, plus what a few CPU minutes of training leave rough).
 HEAD = {"top": (0.15, 0.30), "width": (0.25, 0.42), "front": (0.12, 0.25), "back": (-0.26, -0.13)}

@@ -36,7 +36,7 @@ BUILTIN_MODELS: dict[str, BuiltinModel] = {
         BuiltinModel(
             name="heads64",
             filename="heads64.safetensors",
-            sha256="91801d1b6c7d9d5f8ee20c93fcc52203673fc71fe7331d9a215a24f481ac8095",
+            sha256="9dd51003a9342f8260184e1d753beb8c143698066878f2388f7c1b53e94204e7",
             description="Mimic3D (both branches) trained on CPU on the procedural heads at 64x64 "
             "(docs/models.md)",
         ),
