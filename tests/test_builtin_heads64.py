@@ -5,7 +5,8 @@ Expected sizes come from the synthetic heads themselves (``mimic3d.data.synth.he
 the ground-truth signed distance of dataset seed 0's first 8 heads on the same 64^3 grid): the top
 of the head at y = 0.20..0.25, the width at eye level (y = 0.02) 0.30..0.37, the face at z =
 0.17..0.20 and the back of the head at z = -0.18..-0.21 (world units; the box is [-0.5, 0.5]^3).
-The margins of the consistency test were measured on the shipped file (``MEASURED``).
+The margins of the consistency and inversion tests were measured on the shipped file (``MEASURED``,
+``MEASURED_INVERSION``): seed 0's measured 3D - 2D margin is 4.69 dB, latent 1's held-out gain 7.56 dB.
 """
 
 from __future__ import annotations
