@@ -22,13 +22,12 @@ import argparse
 import functools
 import json
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from benchmarks.common import measure_peak_memory, synchronize
+from benchmarks.common import measure_peak_memory, timeit
 from mimic3d.models import GeneratorConfig, TriplaneGenerator, generator_preset
 from mimic3d.runtime import apply_backend_policy
 
@@ -136,18 +135,6 @@ def official_state(ours: torch.nn.Module, theirs: torch.nn.Module) -> dict[str, 
     return state
 
 
-def _time(fn, device: torch.device, repeat: int) -> float:
-    fn()
-    synchronize(device)
-    times = []
-    for _ in range(repeat):
-        start = time.perf_counter()
-        fn()
-        synchronize(device)
-        times.append(time.perf_counter() - start)
-    return sorted(times)[len(times) // 2]
-
-
 def run_case(case: str, official: Path, device: torch.device, batch: int, repeat: int, ops: str) -> dict:
     """Ours and theirs on ``case`` (a generator preset), each branch of ``CASES[case]``."""
     apply_backend_policy()
@@ -199,7 +186,7 @@ def run_case(case: str, official: Path, device: torch.device, batch: int, repeat
             row: dict[str, Any] = {}
             for who, fn in calls.items():
                 with measure_peak_memory(device) as memory:
-                    seconds = _time(fn, device, repeat)
+                    seconds = timeit(fn, repeat=repeat, warmup=1, device=device)
                 row[who] = {
                     "images_per_s": batch / seconds,
                     "seconds": seconds,

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 import torch
 from distill_support import distill_config, save_teacher
-from training_support import write_random_dataset
+from training_support import assert_identical_states, training_state, write_random_dataset
 
 import mimic3d
 from mimic3d.cli.main import main
@@ -158,16 +158,7 @@ def test_resume_across_the_stage_switch_is_exact(files, tmp_path):
     snapshot, run_dir = resolve_snapshot(tmp_path / "split")
     second = Trainer(config, run_dir, resume=snapshot, progress_bar=False)
     second.run(max_steps=4)
-    for name, module in straight.nets.named().items():
-        resumed = second.nets.named()[name].state_dict()
-        for key, value in module.state_dict().items():
-            assert torch.equal(resumed[key], value), f"{name}.{key}"
-    for a, b in zip(straight.phases, second.phases):
-        state_a, state_b = a.optimizer.state_dict()["state"], b.optimizer.state_dict()["state"]
-        assert state_a.keys() == state_b.keys()
-        for index in state_a:
-            for key in state_a[index]:
-                assert torch.equal(state_a[index][key], state_b[index][key]), (a.name, index, key)
+    assert_identical_states(training_state(second), training_state(straight))
 
 
 def test_configuration_errors_name_the_field(files, tmp_path):

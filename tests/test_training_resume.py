@@ -9,7 +9,13 @@ import textwrap
 
 import pytest
 import torch
-from training_support import RESUME_OVERRIDES, tiny_config, write_random_dataset
+from training_support import (
+    RESUME_OVERRIDES,
+    assert_identical_states,
+    tiny_config,
+    training_state,
+    write_random_dataset,
+)
 
 import mimic3d.training.snapshot as snapshot_module
 from mimic3d.training.loop import Trainer, TrainingDiverged
@@ -28,26 +34,12 @@ def dataset(tmp_path_factory):
     return write_random_dataset(tmp_path_factory.mktemp("training_resume") / "data")
 
 
-def _state(trainer):
-    tensors = {
-        f"{name}.{k}": v.detach().clone()
-        for name, m in trainer.nets.named().items()
-        for k, v in m.state_dict().items()
-    }
-    for phase in trainer.phases:
-        for index, entries in phase.optimizer.state_dict()["state"].items():
-            for key, value in entries.items():
-                tensors[f"optim.{phase.network}.{index}.{key}"] = value.clone()
-    tensors["augment_p"] = trainer.augment_pipe.p.detach().clone()
-    return tensors
-
-
 def test_resumed_run_equals_straight_run_bit_for_bit(dataset, tmp_path):
     config = tiny_config("e2e", dataset, *RESUME_OVERRIDES)
     straight = Trainer(config, tmp_path / "straight", progress_bar=False)
     result = straight.run(max_steps=4)
     assert (result.status, result.step) == ("max_steps", 4)
-    expected = _state(straight)
+    expected = training_state(straight)
     assert float(expected["augment_p"]) != 0.5  # ADA moved p: its state matters for the comparison
 
     first = Trainer(config, tmp_path / "split", progress_bar=False)
@@ -57,10 +49,7 @@ def test_resumed_run_equals_straight_run_bit_for_bit(dataset, tmp_path):
     second = Trainer(config, run_dir, resume=snapshot, progress_bar=False)
     assert (second.step, second.cur_nimg, second.stream.position) == (2, 8, 8)
     second.run(max_steps=4)
-    actual = _state(second)
-    assert sorted(actual) == sorted(expected)
-    for key in expected:
-        assert torch.equal(actual[key], expected[key]), key
+    assert_identical_states(training_state(second), expected)
     assert second.ada.state_dict() == straight.ada.state_dict()
     # Resuming restores the process-wide generators too.
     _, _, state = load_snapshot(latest_snapshot(run_dir))

@@ -151,3 +151,27 @@ def assert_same_training(actual: dict, expected: dict, moves: dict[str, float]) 
             f"{network}: {int(beyond.sum())} of {diff.numel()} entries differ by more than rounding "
             f"(largest {diff.max():.3g}; 1% of the Adam move is {0.01 * move:.3g})"
         )
+
+
+def training_state(trainer) -> dict[str, torch.Tensor]:
+    """Every tensor a resume must restore: the networks' parameters and buffers, each phase's
+    optimiser moments and ADA's p, by name."""
+    tensors = {
+        f"{name}.{k}": v.detach().clone()
+        for name, m in trainer.nets.named().items()
+        for k, v in m.state_dict().items()
+    }
+    for phase in trainer.phases:
+        for index, entries in phase.optimizer.state_dict()["state"].items():
+            for key, value in entries.items():
+                tensors[f"optim.{phase.network}.{index}.{key}"] = value.clone()
+    if trainer.augment_pipe is not None:
+        tensors["augment_p"] = trainer.augment_pipe.p.detach().clone()
+    return tensors
+
+
+def assert_identical_states(actual: dict[str, torch.Tensor], expected: dict[str, torch.Tensor]) -> None:
+    """Bit-for-bit equal ``training_state``s: same process, same kernels, so guaranteed by construction."""
+    assert sorted(actual) == sorted(expected)
+    for key in expected:
+        assert torch.equal(actual[key], expected[key]), key

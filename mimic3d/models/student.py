@@ -37,7 +37,8 @@ from torch import Tensor, nn
 
 from mimic3d.camera import PRESETS, sample_labels
 from mimic3d.models.config import SUPERRESOLUTION_INPUT_DIVISOR, GeneratorConfig
-from mimic3d.models.generator import TriplaneGenerator, checked_camera, checked_input, map_latents
+from mimic3d.models.generator import TriplaneGenerator
+from mimic3d.models.inputs import checked_camera, checked_input, map_latents
 from mimic3d.models.superresolution import SuperResolution
 from mimic3d.nn.mapping import MappingNetwork
 from mimic3d.nn.modulated import NOISE_MODES
