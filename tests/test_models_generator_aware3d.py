@@ -8,12 +8,8 @@ import pytest
 import torch
 from numerics import assert_close
 
-from mimic3d.models.aware3d import (
-    TriplaneSynthesisLayer,
-    modulated_triplane_conv,
-    pixels_last,
-    reorganize_triplane,
-)
+from mimic3d.models.aware3d import TriplaneSynthesisLayer
+from mimic3d.models.triplane_conv import modulated_triplane_conv, pixels_last, reorganize_triplane
 from mimic3d.nn.modulated import modulated_conv2d
 from mimic3d.nn.resample import setup_filter
 

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from mimic3d.models.aware3d import Aware3DBlock, reorganize_triplane
+from mimic3d.models.aware3d import Aware3DBlock
 from mimic3d.models.background import BackgroundConfig, SphereBackground
 from mimic3d.models.config import GeneratorConfig, generator_preset, generator_preset_names
 from mimic3d.models.discriminator import DualDiscriminator, DualDiscriminatorConfig, dual_discriminator_preset
-from mimic3d.models.generator import TriplaneGenerator, Triplanes
+from mimic3d.models.generator import TriplaneGenerator
 from mimic3d.models.patch_discriminator import (
     HyperModulatedPatchDiscriminator,
     HyperModulatedPatchDiscriminatorConfig,
@@ -16,6 +16,8 @@ from mimic3d.models.patch_discriminator import (
     patch_discriminator_preset,
 )
 from mimic3d.models.superresolution import SuperResolution
+from mimic3d.models.triplane_conv import reorganize_triplane
+from mimic3d.models.triplanes import Triplanes
 
 __all__ = [
     "Aware3DBlock",

@@ -39,7 +39,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from functools import partial
 from typing import Any
 
@@ -52,6 +52,7 @@ from mimic3d.models.background import SphereBackground
 from mimic3d.models.config import GeneratorConfig
 from mimic3d.models.inputs import checked_camera, checked_input, map_latents
 from mimic3d.models.superresolution import SuperResolution
+from mimic3d.models.triplanes import Triplanes
 from mimic3d.nn.backbone import StyleGAN2Backbone
 from mimic3d.nn.modulated import NOISE_MODES
 from mimic3d.render import (
@@ -67,26 +68,6 @@ from mimic3d.render.triplane import to_plane_frame
 from mimic3d.runtime import full_precision
 
 BRANCHES = ("2d", "3d")
-
-
-@dataclass
-class Triplanes:
-    """The tri-planes of a batch: coarse P^c [N, 3, C, R, R] and, for stage-2 models, residual P^r
-    [N, 3, C, 2R, 2R] whose features add to P^c's at every point; for models with a background,
-    its ws [N, background num_ws, w_dim]. Compute once with ``TriplaneGenerator.planes`` to render
-    many views of the same ws."""
-
-    coarse: Tensor
-    residual: Tensor | None = None
-    background_ws: Tensor | None = None
-
-    @property
-    def batch_size(self) -> int:
-        return self.coarse.shape[0]
-
-    def field_planes(self) -> Tensor | list[Tensor]:
-        """What the renderer samples: P^c alone or [P^c, P^r] (features summed)."""
-        return self.coarse if self.residual is None else [self.coarse, self.residual]
 
 
 class TriplaneGenerator(nn.Module):

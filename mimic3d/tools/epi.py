@@ -22,7 +22,8 @@ from torch import Tensor
 from tqdm import tqdm
 
 from mimic3d.camera import split_label
-from mimic3d.models.generator import TriplaneGenerator, Triplanes
+from mimic3d.models.generator import TriplaneGenerator
+from mimic3d.models.triplanes import Triplanes
 from mimic3d.render import Field, TriplaneRenderer, image_uv, rays_from_uv
 from mimic3d.tools.imaging import tile_grid, to_uint8
 from mimic3d.tools.rendering import check_render_resolution, render_branch, shared_planes

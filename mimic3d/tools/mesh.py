@@ -25,7 +25,8 @@ import trimesh
 from torch import Tensor
 from tqdm import tqdm
 
-from mimic3d.models.generator import TriplaneGenerator, Triplanes
+from mimic3d.models.generator import TriplaneGenerator
+from mimic3d.models.triplanes import Triplanes
 from mimic3d.tools.parsing import check_positive_int
 
 DensityFn = Callable[[Tensor], Tensor]  # points [P, 3] -> sigma [P] (or [P, 1])

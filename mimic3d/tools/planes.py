@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from mimic3d.models.generator import Triplanes
+from mimic3d.models.triplanes import Triplanes
 from mimic3d.render.triplane import plane_axis_names
 from mimic3d.tools.imaging import colorize, resize_images, tile_grid
 from mimic3d.tools.parsing import check_positive_int

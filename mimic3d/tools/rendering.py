@@ -11,8 +11,9 @@ import torch
 from torch import Tensor
 
 from mimic3d.checkpoints.load import load
-from mimic3d.models.generator import BRANCHES, TriplaneGenerator, Triplanes
+from mimic3d.models.generator import BRANCHES, TriplaneGenerator
 from mimic3d.models.student import NO_3D, StudentGenerator
+from mimic3d.models.triplanes import Triplanes
 from mimic3d.render import TriplaneRenderer
 from mimic3d.tools.parsing import check_positive_int
 

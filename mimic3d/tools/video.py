@@ -27,7 +27,8 @@ from tqdm import tqdm
 
 from mimic3d.camera import CameraPreset
 from mimic3d.export.video import VideoWriter
-from mimic3d.models.generator import TriplaneGenerator, Triplanes
+from mimic3d.models.generator import TriplaneGenerator
+from mimic3d.models.triplanes import Triplanes
 from mimic3d.tools.imaging import depth_range, depth_to_images, resize_images, tile_grid, to_uint8
 from mimic3d.tools.latents import interpolate_keyframes, seed_ws, style_mix
 from mimic3d.tools.parsing import check_positive_int, parse_grid, parse_layers, parse_seeds

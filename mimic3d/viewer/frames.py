@@ -29,7 +29,7 @@ import torch
 from torch import Tensor, nn
 
 from mimic3d.camera import CameraPreset
-from mimic3d.models.generator import Triplanes
+from mimic3d.models.triplanes import Triplanes
 from mimic3d.tools.imaging import depth_range, depth_to_images, normals_to_images, resize_images, to_uint8
 from mimic3d.tools.latents import seed_ws, style_mix
 from mimic3d.tools.normals import normals_from_depth
