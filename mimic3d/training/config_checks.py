@@ -132,9 +132,7 @@ def _validate_loss(config: TrainConfig, loss: LossConfig) -> None:
         "patch_gan",
         "patch_r1_gamma",
     ):
-        value = getattr(loss, name)
-        if not (math.isfinite(value) and value >= 0):
-            raise ValueError(f"loss.{name}: expected a finite number >= 0, got {value}")
+        check_non_negative(f"loss.{name}", getattr(loss, name))
     for name in ("r1_interval", "density_reg_interval", "patch_r1_interval"):
         value = getattr(loss, name)
         if value is not None and value < 1:
@@ -201,8 +199,7 @@ def _validate_patches(config: TrainConfig) -> None:
     for name in ("alpha", "beta_start", "beta_end"):
         if not (math.isfinite(getattr(patches, name)) and getattr(patches, name) > 0):
             raise ValueError(f"patches.{name}: expected a positive number, got {getattr(patches, name)}")
-    if not (math.isfinite(patches.anneal_kimg) and patches.anneal_kimg >= 0):
-        raise ValueError(f"patches.anneal_kimg: expected a finite number >= 0, got {patches.anneal_kimg}")
+    check_non_negative("patches.anneal_kimg", patches.anneal_kimg)
     if not patches.discrete_support or not all(0 < v <= 1 for v in patches.discrete_support):
         raise ValueError(
             f"patches.discrete_support: expected scales in (0, 1], got {list(patches.discrete_support)}"
@@ -251,9 +248,7 @@ def _validate_schedule(config: TrainConfig, sched: ScheduleConfig) -> None:
         "density_noise_init",
         "density_noise_kimg",
     ):
-        value = getattr(sched, name)
-        if not (math.isfinite(value) and value >= 0):
-            raise ValueError(f"schedule.{name}: expected a finite number >= 0, got {value}")
+        check_non_negative(f"schedule.{name}", getattr(sched, name))
     if sched.density_noise_init > 0 and config.generator.rendering.integration != "epigraf":
         raise ValueError(
             "schedule.density_noise_init: density noise needs generator.rendering.integration=epigraf"
@@ -277,6 +272,12 @@ def _validate_augment(config: TrainConfig, aug: AugmentSection) -> None:
         raise ValueError(f"augment.target: expected a value in [0, 1], got {aug.target}")
     _check_positive("augment.interval", aug.interval)
     _check_positive("augment.speed_kimg", aug.speed_kimg)
+
+
+def check_non_negative(name: str, value: float) -> None:
+    """ValueError naming the field ``name`` unless ``value`` is a finite number >= 0."""
+    if not (math.isfinite(value) and value >= 0):
+        raise ValueError(f"{name}: expected a finite number >= 0, got {value}")
 
 
 def _check_positive(name: str, value: float) -> None:

@@ -11,6 +11,7 @@ import math
 from dataclasses import dataclass, field
 
 from mimic3d.models.student import TEACHER_BRANCHES
+from mimic3d.training.config_checks import check_non_negative
 
 
 @dataclass
@@ -89,9 +90,7 @@ class DistillConfig:
             "depth_weight",
             "adversarial_weight",
         ):
-            value = getattr(self, name)
-            if not (math.isfinite(value) and value >= 0):
-                raise ValueError(f"distill.{name}: expected a finite number >= 0, got {value}")
+            check_non_negative(f"distill.{name}", getattr(self, name))
         if self.adversarial_kimg is not None and not (
             math.isfinite(self.adversarial_kimg) and self.adversarial_kimg >= 0
         ):
