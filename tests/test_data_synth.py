@@ -15,6 +15,7 @@ from mimic3d.data import ImageDataset
 from mimic3d.data.check import check_dataset
 from mimic3d.data.synth import get_kind, object_labels, render_samples, sample_objects, synth_dataset
 from mimic3d.data.synth.generate import render_range
+from mimic3d.render import image_uv
 
 KINDS = ["heads", "cars"]
 
@@ -63,6 +64,45 @@ def test_sample_does_not_depend_on_its_batch(kind):
     images2, labels2, depth2 = render_range(kind, 11, 3, 2, 16)
     assert np.array_equal(images[3:], images2) and np.array_equal(labels[3:], labels2)
     assert np.array_equal(depth[3:], depth2)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("background, value", [("white", 1.0), ("black", 0.0)])
+def test_plain_background_fills_exactly_the_uncovered_pixels(kind, background, value):
+    category = get_kind(kind)
+    objects = sample_objects(category, 7, range(3))
+    labels = object_labels(category, objects)
+    scene = render_samples(category, objects, labels, 24)
+    plain = render_samples(category, objects, labels, 24, background)
+    assert torch.equal(plain.depth, scene.depth) and torch.equal(plain.coverage, scene.coverage)
+    alpha = scene.coverage[..., None]
+    empty, full = alpha.expand_as(scene.image) == 0, alpha.expand_as(scene.image) == 1
+    assert empty.any() and full.any()
+    assert (plain.image[empty] == value).all()
+    assert torch.equal(plain.image[full], scene.image[full])
+    # Silhouette pixels blend the object over the background, bg (1 - a) + colour a, so changing
+    # the background by d changes them by d (1 - a), up to float32 rounding, where the final clamp to
+    # [0, 1] (specular highlights exceed 1) leaves both images alone.
+    unclamped = (scene.image > 0) & (scene.image < 1) & (plain.image > 0) & (plain.image < 1)
+    edge = ((alpha > 0) & (alpha < 1)).expand_as(scene.image) & unclamped
+    assert edge.any()
+    change = (value - kind_background(category, objects, 24)) * (1 - alpha)
+    torch.testing.assert_close((plain.image - scene.image)[edge], change[edge], atol=4e-7, rtol=0)
+
+
+def kind_background(category, objects, resolution: int) -> torch.Tensor:
+    """The kind's own background [B, R, R, 3], what scene pixels show with no object."""
+    appearance = torch.from_numpy(np.stack([o.appearance for o in objects], axis=1))
+    u, v = image_uv(resolution).unbind(1)
+    image = category.background(u, v, category.appearance.view(appearance))  # [3, B, R*R]
+    return image.reshape(3, len(objects), resolution, resolution).permute(1, 2, 3, 0)
+
+
+def test_background_is_checked_and_recorded(tmp_path):
+    with pytest.raises(ValueError, match="background: expected one of"):
+        synth_dataset(str(tmp_path / "x.zip"), "heads", 1, 8, background="grey", progress=False)
+    synth_dataset(str(tmp_path / "w.zip"), "heads", 1, 8, background="white", workers=1, progress=False)
+    assert '"background": "white"' in _members(tmp_path / "w.zip")["dataset.json"].decode()
 
 
 def test_worker_processes_write_the_same_dataset(tmp_path):

@@ -112,6 +112,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--seed", type=integer(0), default=0, help="random seed; same seed, same dataset (default: 0)"
     )
     synth.add_argument(
+        "--background",
+        choices=["scene", *BACKGROUNDS],  # synth.generate.SYNTH_BACKGROUNDS, without importing torch
+        default="scene",
+        help="behind the objects: the kind's own scene (heads: random gradients, cars: white), or plain "
+        "white or black (default: scene)",
+    )
+    synth.add_argument(
         "--batch-size", type=positive_int, default=32, help="objects rendered together (default: 32)"
     )
     synth.add_argument(
@@ -181,6 +188,7 @@ def run_synth(args: argparse.Namespace) -> int:
         workers=args.workers,
         overwrite=args.overwrite,
         preview=args.preview,
+        background=args.background,
     )
     print(
         f"wrote {stats.count} {args.kind} at {args.resolution}x{args.resolution} to {args.dest} "

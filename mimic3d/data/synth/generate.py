@@ -19,6 +19,7 @@ import torch
 from tqdm import tqdm
 
 from mimic3d.camera import intrinsics_matrix, make_label, orbit_cam2world
+from mimic3d.data.images import BACKGROUNDS as PLAIN_BACKGROUNDS
 from mimic3d.data.synth.cars import Cars
 from mimic3d.data.synth.heads import Heads
 from mimic3d.data.synth.kind import ObjectKind, SampledObject
@@ -27,6 +28,10 @@ from mimic3d.data.writer import DatasetWriter
 from mimic3d.runtime import available_cpus
 
 KINDS: dict[str, ObjectKind] = {"heads": Heads(), "cars": Cars()}
+# "scene" is the kind's own background. A plain one (the dataset builder's colours for transparent
+# pixels) leaves nothing around the object for a generator to model, so its volume can stay empty
+# there; a scene background is drawn by density inside the tri-plane box.
+SYNTH_BACKGROUNDS = ["scene", *PLAIN_BACKGROUNDS]
 PREVIEW_COUNT = 16
 MAX_RESOLUTION = 1024  # a batch of 32 renders holds ~100 float32 values per pixel: 3 GB at 1024^2
 
@@ -35,6 +40,13 @@ def get_kind(name: str) -> ObjectKind:
     if name not in KINDS:
         raise ValueError(f"kind: expected one of {sorted(KINDS)}, got '{name}'")
     return KINDS[name]
+
+
+def get_background(name: str) -> tuple[float, float, float] | None:
+    """The plain RGB colour in [0, 1] named ``name``, or None for the kind's scene."""
+    if name not in SYNTH_BACKGROUNDS:
+        raise ValueError(f"background: expected one of {SYNTH_BACKGROUNDS}, got '{name}'")
+    return None if name == "scene" else (PLAIN_BACKGROUNDS[name] / 255.0,) * 3
 
 
 def sample_objects(kind: ObjectKind, seed: int, indices: range | list[int]) -> list[SampledObject]:
@@ -52,12 +64,17 @@ def object_labels(kind: ObjectKind, objects: list[SampledObject]) -> torch.Tenso
 
 
 def render_samples(
-    kind: ObjectKind, objects: list[SampledObject], labels: torch.Tensor, resolution: int
+    kind: ObjectKind,
+    objects: list[SampledObject],
+    labels: torch.Tensor,
+    resolution: int,
+    background: str = "scene",
 ) -> RenderedBatch:
-    """Render objects with their labels [B, 25] (any cameras may be passed in)."""
+    """Render objects with their labels [B, 25] (any cameras may be passed in) over a background
+    named in ``SYNTH_BACKGROUNDS``."""
     geometry = torch.from_numpy(np.stack([o.geometry for o in objects], axis=1))
     appearance = torch.from_numpy(np.stack([o.appearance for o in objects], axis=1))
-    return render_objects(kind, geometry, appearance, labels, resolution)
+    return render_objects(kind, geometry, appearance, labels, resolution, get_background(background))
 
 
 @dataclass
@@ -71,7 +88,7 @@ class SynthStats:
 
 
 def render_range(
-    kind: str, seed: int, first: int, count: int, resolution: int
+    kind: str, seed: int, first: int, count: int, resolution: int, background: str = "scene"
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Samples ``first .. first + count - 1`` of a synthetic dataset.
 
@@ -81,12 +98,12 @@ def render_range(
     category = get_kind(kind)
     objects = sample_objects(category, seed, range(first, first + count))
     labels = object_labels(category, objects)
-    rendered = render_samples(category, objects, labels, resolution)
+    rendered = render_samples(category, objects, labels, resolution, background)
     images = (rendered.image * 255.0 + 0.5).to(torch.uint8).numpy()
     return images, labels.numpy(), rendered.depth.numpy()
 
 
-def _render_task(task: tuple[str, int, int, int, int]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _render_task(task: tuple[str, int, int, int, int, str]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return render_range(*task)
 
 
@@ -117,6 +134,7 @@ def synth_dataset(
     overwrite: bool = False,
     progress: bool = True,
     preview: str | None = None,
+    background: str = "scene",
 ) -> SynthStats:
     """Render ``num`` objects of ``kind`` at ``resolution`` into an EG3D-format dataset at ``dest``.
 
@@ -125,8 +143,10 @@ def synth_dataset(
     1 renders in this process, on one thread) and written in order, so the output does not depend
     on ``workers`` or ``batch_size``.
     ``preview`` names a PNG contact sheet of the first 16 samples to write as well.
+    ``background`` is ``"scene"`` (the kind's own) or a plain ``"white"`` or ``"black"``.
     """
     get_kind(kind)
+    get_background(background)
     if num <= 0:
         raise ValueError(f"num: expected a positive number of images, got {num}")
     if resolution < 4 or resolution > MAX_RESOLUTION or resolution & (resolution - 1):
@@ -139,9 +159,10 @@ def synth_dataset(
     # Small datasets are split so that every worker gets a share.
     batch_size = max(1, min(batch_size, -(-num // workers)))
     tasks = [
-        (kind, seed, first, min(batch_size, num - first), resolution) for first in range(0, num, batch_size)
+        (kind, seed, first, min(batch_size, num - first), resolution, background)
+        for first in range(0, num, batch_size)
     ]
-    extra = {"synth": {"kind": kind, "seed": seed, "num": num, "resolution": resolution}}
+    extra = {"synth": {"kind": kind, "seed": seed, "num": num, "resolution": resolution, "background": background}}
     start = time.perf_counter()
     with (
         DatasetWriter(dest, overwrite=overwrite, extra_metadata=extra) as writer,

@@ -41,7 +41,12 @@ class RenderedBatch:
 
 
 def render_objects(
-    kind: ObjectKind, geometry: Tensor, appearance: Tensor, labels: Tensor, resolution: int
+    kind: ObjectKind,
+    geometry: Tensor,
+    appearance: Tensor,
+    labels: Tensor,
+    resolution: int,
+    background: tuple[float, float, float] | None = None,
 ) -> RenderedBatch:
     """Render B objects, each with its own camera.
 
@@ -51,6 +56,8 @@ def render_objects(
         appearance: [Pa, B] packed appearance parameters.
         labels: [B, 25] EG3D cameras.
         resolution: output size R.
+        background: a plain RGB colour in [0, 1] under the object, or None for the kind's own
+            background (the scene's).
     """
     batch = labels.shape[0]
     cam2world, intrinsics = split_label(labels.float())
@@ -85,7 +92,10 @@ def render_objects(
     )
 
     u, v = image_uv(resolution).unbind(1)
-    image = kind.background(u, v, kind.appearance.view(appearance)).reshape(3, -1)
+    if background is None:
+        image = kind.background(u, v, kind.appearance.view(appearance)).reshape(3, -1)
+    else:
+        image = torch.tensor(background, dtype=torch.float32)[:, None].repeat(1, batch * u.shape[0])
     alpha = coverage[shade]
     image[:, shade] = image[:, shade] * (1.0 - alpha) + colour * alpha
     shape = (batch, resolution, resolution)
