@@ -90,7 +90,10 @@ def test_the_shipped_file_is_a_small_float32_mimic3d_with_its_record():
     assert config.img_resolution == IMAGE and config.aware3d and config.sr3d  # both Mimic3D branches
     training = metadata["training"]
     assert "mimic3d train tiny-mimic3d-heads64" in training["command"] and training["threads"] == 1
-    assert training["dataset"] == {"kind": "heads", "num": 2000, "resolution": 64, "seed": 0, "mirror": True}
+    dataset = {"kind": "heads", "num": 2000, "resolution": 64, "seed": 0, "mirror": True}
+    dataset["background"] = "white"
+    assert training["dataset"] == dataset and "--background white" in training["dataset_command"]
+    assert config.rendering.white_background  # the volume is composited over the data's white
     assert metadata["metrics"]["3d/reprojection_psnr"] > metadata["metrics"]["2d/reprojection_psnr"]
 
 
@@ -128,7 +131,7 @@ def test_the_3d_branch_reprojects_better_than_the_2d_branch_by_the_measured_marg
 @pytest.fixture(scope="module")
 def heads(tmp_path_factory):
     path = tmp_path_factory.mktemp("heads64") / "heads64.zip"
-    synth_dataset(str(path), "heads", 8, IMAGE, seed=0, workers=1, progress=False)
+    synth_dataset(str(path), "heads", 8, IMAGE, seed=0, workers=1, progress=False, background="white")
     return path
 
 

@@ -162,7 +162,8 @@ def synth_dataset(
         (kind, seed, first, min(batch_size, num - first), resolution, background)
         for first in range(0, num, batch_size)
     ]
-    extra = {"synth": {"kind": kind, "seed": seed, "num": num, "resolution": resolution, "background": background}}
+    synth = {"kind": kind, "seed": seed, "num": num, "resolution": resolution, "background": background}
+    extra = {"synth": synth}
     start = time.perf_counter()
     with (
         DatasetWriter(dest, overwrite=overwrite, extra_metadata=extra) as writer,
