@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import zipfile
 
 import numpy as np
@@ -103,6 +104,33 @@ def test_background_is_checked_and_recorded(tmp_path):
         synth_dataset(str(tmp_path / "x.zip"), "heads", 1, 8, background="grey", progress=False)
     synth_dataset(str(tmp_path / "w.zip"), "heads", 1, 8, background="white", workers=1, progress=False)
     assert '"background": "white"' in _members(tmp_path / "w.zip")["dataset.json"].decode()
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_pose_spread_scales_the_poses_of_the_same_objects(kind):
+    category = get_kind(kind)
+    base = sample_objects(category, 4, range(6))
+    wide = sample_objects(category.with_pose_spread(yaw_std=2 * category.yaw_std), 4, range(6))
+    preset = category.preset
+    for a, b in zip(base, wide):
+        assert np.array_equal(a.geometry, b.geometry) and np.array_equal(a.appearance, b.appearance)
+        # numpy draws normal(0, s) and uniform(-s, s) as s times the same standard variate.
+        assert b.yaw - preset.yaw_mean == pytest.approx(2 * (a.yaw - preset.yaw_mean), rel=1e-12)
+        assert b.pitch == a.pitch
+    assert category.yaw_std == get_kind(kind).yaw_std  # the registered kind is left alone
+    with pytest.raises(ValueError, match="pitch_std: expected a finite angle >= 0"):
+        category.with_pose_spread(pitch_std=-0.1)
+
+
+def test_pose_spread_is_recorded_and_checked_on_the_command_line(tmp_path, capsys):
+    dest = tmp_path / "wide.zip"
+    args = ["dataset", "synth", str(dest), "--num", "2", "--resolution", "8", "--workers", "1"]
+    assert main([*args, "--yaw-std", "0.6"]) == 0
+    synth = json.loads(_members(dest)["dataset.json"])["synth"]
+    assert synth["yaw_std"] == 0.6 and synth["pitch_std"] == get_kind("heads").pitch_std
+    capsys.readouterr()
+    assert main([*args, "--overwrite", "--pitch-std", "-1"]) == 2
+    assert "argument --pitch-std: expected a finite number >= 0" in capsys.readouterr().err
 
 
 def test_worker_processes_write_the_same_dataset(tmp_path):

@@ -118,6 +118,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="behind the objects: the kind's own scene (heads: random gradients, cars: white), or plain "
         "white or black (default: scene)",
     )
+    for axis, defaults in (("yaw", "0.3 and pi"), ("pitch", "0.2 and pi/4")):
+        synth.add_argument(
+            f"--{axis}-std",
+            type=number(0),
+            default=None,
+            metavar="RADIANS",
+            help=f"camera {axis} spread: heads' Gaussian standard deviation, cars' uniform half-range "
+            f"(defaults {defaults}); the same seed keeps the same objects",
+        )
     synth.add_argument(
         "--batch-size", type=positive_int, default=32, help="objects rendered together (default: 32)"
     )
@@ -189,6 +198,8 @@ def run_synth(args: argparse.Namespace) -> int:
         overwrite=args.overwrite,
         preview=args.preview,
         background=args.background,
+        yaw_std=args.yaw_std,
+        pitch_std=args.pitch_std,
     )
     print(
         f"wrote {stats.count} {args.kind} at {args.resolution}x{args.resolution} to {args.dest} "

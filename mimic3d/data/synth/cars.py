@@ -54,6 +54,7 @@ class Cars(ObjectKind):
     bound_center = (0.0, 0.0, 0.0)
     bound_radius = 0.6
     occlusion_scale = 0.02
+    yaw_std, pitch_std = preset.yaw_std, preset.pitch_std
     geometry = ParamLayout(
         {
             "body": 7,
@@ -151,7 +152,7 @@ class Cars(ObjectKind):
             "dirt": rng.uniform(0.0, 0.5),
             "offset": rng.uniform(-50, 50, 3),
         }
-        yaw, pitch = self.sample_pose(rng, self.preset.yaw_std, self.preset.pitch_std)
+        yaw, pitch = self.sample_pose(rng)
         return SampledObject(self.geometry.pack(geometry), self.appearance.pack(appearance), yaw, pitch)
 
     def bound_distance(self, x: Tensor, y: Tensor, z: Tensor) -> Tensor:

@@ -88,14 +88,22 @@ class SynthStats:
 
 
 def render_range(
-    kind: str, seed: int, first: int, count: int, resolution: int, background: str = "scene"
+    kind: str,
+    seed: int,
+    first: int,
+    count: int,
+    resolution: int,
+    background: str = "scene",
+    yaw_std: float | None = None,
+    pitch_std: float | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Samples ``first .. first + count - 1`` of a synthetic dataset.
+    """Samples ``first .. first + count - 1`` of a synthetic dataset (camera spreads: the kind's own
+    where None).
 
     Returns:
         images uint8 [B, R, R, 3], labels float32 [B, 25], depth float32 [B, R, R] (inf = background).
     """
-    category = get_kind(kind)
+    category = get_kind(kind).with_pose_spread(yaw_std, pitch_std)
     objects = sample_objects(category, seed, range(first, first + count))
     labels = object_labels(category, objects)
     rendered = render_samples(category, objects, labels, resolution, background)
@@ -103,7 +111,7 @@ def render_range(
     return images, labels.numpy(), rendered.depth.numpy()
 
 
-def _render_task(task: tuple[str, int, int, int, int, str]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _render_task(task: tuple) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return render_range(*task)
 
 
@@ -135,6 +143,8 @@ def synth_dataset(
     progress: bool = True,
     preview: str | None = None,
     background: str = "scene",
+    yaw_std: float | None = None,
+    pitch_std: float | None = None,
 ) -> SynthStats:
     """Render ``num`` objects of ``kind`` at ``resolution`` into an EG3D-format dataset at ``dest``.
 
@@ -144,8 +154,9 @@ def synth_dataset(
     on ``workers`` or ``batch_size``.
     ``preview`` names a PNG contact sheet of the first 16 samples to write as well.
     ``background`` is ``"scene"`` (the kind's own) or a plain ``"white"`` or ``"black"``.
+    ``yaw_std`` / ``pitch_std`` replace the kind's camera spread (``ObjectKind.yaw_std``).
     """
-    get_kind(kind)
+    posed = get_kind(kind).with_pose_spread(yaw_std, pitch_std)
     get_background(background)
     if num <= 0:
         raise ValueError(f"num: expected a positive number of images, got {num}")
@@ -159,10 +170,11 @@ def synth_dataset(
     # Small datasets are split so that every worker gets a share.
     batch_size = max(1, min(batch_size, -(-num // workers)))
     tasks = [
-        (kind, seed, first, min(batch_size, num - first), resolution, background)
+        (kind, seed, first, min(batch_size, num - first), resolution, background, yaw_std, pitch_std)
         for first in range(0, num, batch_size)
     ]
     synth = {"kind": kind, "seed": seed, "num": num, "resolution": resolution, "background": background}
+    synth.update(yaw_std=posed.yaw_std, pitch_std=posed.pitch_std)
     extra = {"synth": synth}
     start = time.perf_counter()
     with (

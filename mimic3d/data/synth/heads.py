@@ -199,7 +199,7 @@ class Heads(ObjectKind):
             "bg_bottom": rng.uniform(0.1, 0.9, 3),
             "offset": rng.uniform(-50, 50, 3),
         }
-        yaw, pitch = self.sample_pose(rng, self.yaw_std, self.pitch_std)
+        yaw, pitch = self.sample_pose(rng)
         return SampledObject(self.geometry.pack(geometry), self.appearance.pack(appearance), yaw, pitch)
 
     def bound_distance(self, x: Tensor, y: Tensor, z: Tensor) -> Tensor:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import math
 from dataclasses import dataclass
 
@@ -44,18 +45,34 @@ class ObjectKind:
     bound_radius: float
     # Length scale of ambient-occlusion probes (world units).
     occlusion_scale: float
+    # Camera spread around the preset's mean pose (radians): Gaussian standard deviations, or the
+    # half-ranges of a uniform distribution, as ``preset.distribution`` says. ``with_pose_spread``
+    # changes them for one dataset.
+    yaw_std: float
+    pitch_std: float
 
     def sample(self, rng: np.random.Generator) -> SampledObject:
         raise NotImplementedError
 
-    def sample_pose(self, rng: np.random.Generator, yaw_std: float, pitch_std: float) -> tuple[float, float]:
+    def sample_pose(self, rng: np.random.Generator) -> tuple[float, float]:
         """EG3D yaw/pitch around the preset's mean: Gaussian or uniform as the preset says."""
-        preset = self.preset
+        preset, yaw_std, pitch_std = self.preset, self.yaw_std, self.pitch_std
         if preset.distribution == "gaussian":
             yaw, pitch = rng.normal(0.0, yaw_std), rng.normal(0.0, pitch_std)
         else:
             yaw, pitch = rng.uniform(-yaw_std, yaw_std), rng.uniform(-pitch_std, pitch_std)
         return preset.yaw_mean + yaw, min(max(preset.pitch_mean + pitch, 1e-5), math.pi - 1e-5)
+
+    def with_pose_spread(self, yaw_std: float | None = None, pitch_std: float | None = None) -> ObjectKind:
+        """The same kind with other camera spreads (None keeps the kind's own); the objects drawn
+        from a seed stay the same, only their poses spread differently."""
+        for name, value in (("yaw_std", yaw_std), ("pitch_std", pitch_std)):
+            if value is not None and not (math.isfinite(value) and value >= 0):
+                raise ValueError(f"{name}: expected a finite angle >= 0 in radians, got {value}")
+        posed = copy.copy(self)
+        posed.yaw_std = self.yaw_std if yaw_std is None else float(yaw_std)
+        posed.pitch_std = self.pitch_std if pitch_std is None else float(pitch_std)
+        return posed
 
     def bound_distance(self, x: Tensor, y: Tensor, z: Tensor) -> Tensor:
         """Distance [M] to a cheap shape containing every object of the kind (a lower bound of
