@@ -5,8 +5,10 @@ Expected sizes come from the synthetic heads themselves (``mimic3d.data.synth.he
 the ground-truth signed distance of dataset seed 0's first 8 heads on the same 64^3 grid): the top
 of the head at y = 0.20..0.25, the width at eye level (y = 0.02) 0.30..0.37, the face at z =
 0.17..0.20 and the back of the head at z = -0.18..-0.21 (world units; the box is [-0.5, 0.5]^3).
-The margins of the consistency and inversion tests were measured on the shipped file (``MEASURED``,
-``MEASURED_INVERSION``): seed 0's measured 3D - 2D margin is 4.69 dB, latent 1's held-out gain 7.56 dB.
+The shipped file measures 0.40 wide, the top at 0.25, the face at 0.21 and the back at -0.23 (seed 0).
+The margins of the consistency, inversion and depth tests were measured on the shipped file
+(``MEASURED``, ``MEASURED_INVERSION``, ``MEASURED_DEPTH``): seed 0's 3D - 2D margin is 6.10 dB,
+latent 1's held-out gain 1.54 dB, seed 0's depth error 0.053.
 """
 
 from __future__ import annotations
@@ -29,7 +31,9 @@ from mimic3d.cli.main import main
 from mimic3d.data.synth import synth_dataset
 from mimic3d.export import read_video
 from mimic3d.inversion import InversionConfig, Targets, invert_targets, psnr, render_views
+from mimic3d.metrics.depth import synthetic_depth_error
 from mimic3d.metrics.reprojection import ReprojectionProtocol, generator_reprojection_error
+from mimic3d.models import TriplaneGenerator
 from mimic3d.tools.latents import seed_ws
 from mimic3d.tools.mesh import EG3D_BORDER_FRACTION, seed_mesh, seed_volume
 from mimic3d.tools.viewpoints import camera_preset_for, conditioning_label
@@ -38,25 +42,24 @@ NAME = "heads64"
 IMAGE = 64
 # Measured on the shipped file: mean and standard deviation of the 3D - 2D reprojection PSNR (dB) of
 # this test's protocol (2 subjects x 2 view pairs) over protocol seeds 0-7 ...
-MEASURED = {"margin_mean": 3.67, "margin_std": 1.41}
+MEASURED = {"margin_mean": 6.29, "margin_std": 1.45}
 # ... and the held-out gain (dB over w_avg, the smaller of the two views 30 degrees off the target)
 # of the inversion test's W+ fit over latents 1-6.
-MEASURED_INVERSION = {"gain_mean": 6.41, "gain_std": 2.65}
-# Each test's one seed must beat the mean less two standard deviations across seeds (every measured
-# value lies above it; three would reach below zero with 8 protocol seeds and 6 latents): a model
-# whose 3D branch lost its consistency advantage, or whose latents stop explaining other views, falls
-# below it, seed-to-seed spread does not.
+MEASURED_INVERSION = {"gain_mean": 4.70, "gain_std": 2.15}
+# ... and the 3D branch's mean absolute depth error (mimic3d.metrics.depth) on this file's 8 heads,
+# over latent seeds 0-7 (another synthetic head at the same cameras: 0.073; untrained generators:
+# 0.12-0.44).
+MEASURED_DEPTH = {"mae_mean": 0.0539, "mae_std": 0.0098}
+# Each test's one seed must beat the mean less (depth: plus) two standard deviations across seeds
+# (every measured value lies on the right side of it): a model whose 3D branch lost its consistency
+# advantage, whose latents stop explaining other views or whose depth is no longer a head's crosses
+# it, seed-to-seed spread does not.
 MARGIN_BOUND = MEASURED["margin_mean"] - 2 * MEASURED["margin_std"]
 INVERSION_BOUND = MEASURED_INVERSION["gain_mean"] - 2 * MEASURED_INVERSION["gain_std"]
+DEPTH_BOUND = MEASURED_DEPTH["mae_mean"] + 2 * MEASURED_DEPTH["mae_std"]
 # Plausible head measures: the synthetic heads' ranges (module docstring) widened by 0.05 on each
 # side (three 64^3 voxels of 1/63, plus what a few CPU minutes of training leave rough).
 HEAD = {"top": (0.15, 0.30), "width": (0.25, 0.42), "front": (0.12, 0.25), "back": (-0.26, -0.13)}
-# Measured on the shipped file: not met. Strict, so a model with head-shaped geometry makes the test
-# fail until the marker is removed.
-HEAD_SHAPE_GAP = (
-    "the shipped model's mesh at EG3D's level spans the box's width (0.76) and reaches 0.32 high "
-    "instead of closing around a head (docs/models.md, Caveats)"
-)
 
 
 @pytest.fixture(scope="module")
@@ -91,8 +94,9 @@ def test_the_shipped_file_is_a_small_float32_mimic3d_with_its_record():
     training = metadata["training"]
     assert "mimic3d train tiny-mimic3d-heads64" in training["command"] and training["threads"] == 1
     dataset = {"kind": "heads", "num": 2000, "resolution": 64, "seed": 0, "mirror": True}
-    dataset["background"] = "white"
-    assert training["dataset"] == dataset and "--background white" in training["dataset_command"]
+    dataset.update(background="white", yaw_std=0.6)
+    assert training["dataset"] == dataset
+    assert "--background white --yaw-std 0.6" in training["dataset_command"]
     assert config.rendering.white_background  # the volume is composited over the data's white
     assert metadata["metrics"]["3d/reprojection_psnr"] > metadata["metrics"]["2d/reprojection_psnr"]
 
@@ -111,7 +115,6 @@ def test_a_seed_mesh_is_watertight_at_the_official_level(seed_zero_mesh):
     assert np.all(np.abs(mesh.bounds) <= 0.5)
 
 
-@pytest.mark.xfail(strict=True, reason=HEAD_SHAPE_GAP)
 def test_a_seed_mesh_has_the_size_of_a_synthetic_head(seed_zero_mesh):
     mesh, _ = seed_zero_mesh
     measures = head_measures(mesh)
@@ -131,8 +134,19 @@ def test_the_3d_branch_reprojects_better_than_the_2d_branch_by_the_measured_marg
 @pytest.fixture(scope="module")
 def heads(tmp_path_factory):
     path = tmp_path_factory.mktemp("heads64") / "heads64.zip"
-    synth_dataset(str(path), "heads", 8, IMAGE, seed=0, workers=1, progress=False, background="white")
+    # Like the training set: white background, twice FFHQ's yaw spread.
+    options = {"background": "white", "yaw_std": 0.6}
+    synth_dataset(str(path), "heads", 8, IMAGE, seed=0, workers=1, progress=False, **options)
     return path
+
+
+def test_the_3d_branch_depth_is_far_closer_to_each_head_than_an_untrained_generators(G, heads):
+    # Per training camera, the rendered depth against that image's ground truth on its foreground
+    # pixels, nothing fitted; an untrained generator of the same architecture is the baseline.
+    errors = synthetic_depth_error(G, str(heads), 8, branches=("3d",), seed=0)
+    torch.manual_seed(0)
+    untrained = synthetic_depth_error(TriplaneGenerator(G.config).eval(), str(heads), 8, branches=("3d",))
+    assert errors["3d/depth_mae"] < DEPTH_BOUND < untrained["3d/depth_mae"], (errors, untrained)
 
 
 def _png(path) -> np.ndarray:

@@ -36,7 +36,7 @@ BUILTIN_MODELS: dict[str, BuiltinModel] = {
         BuiltinModel(
             name="heads64",
             filename="heads64.safetensors",
-            sha256="9dd51003a9342f8260184e1d753beb8c143698066878f2388f7c1b53e94204e7",
+            sha256="7743df40c4e2d507ee1e1ae5c87fc6e73c46208e66c4366af8481ddf18ff63ad",
             description="Mimic3D (both branches) trained on CPU on the procedural heads at 64x64 "
             "(docs/models.md)",
         ),
