@@ -123,6 +123,20 @@ def busy_machine_threads() -> int | None:
     return idle if idle < torch.get_num_threads() else None
 
 
+def busy_machine_warning() -> str | None:
+    """A one-line warning for a run that keeps its thread count on a busy machine (None if idle)."""
+    import torch
+
+    threads = busy_machine_threads()
+    if threads is None:
+        return None
+    return (
+        f"warning: other work holds cores, {threads} idle for torch's {torch.get_num_threads()} "
+        f"threads; each thread waits for the slowest, so steps can take 10-30x longer: set "
+        f"OMP_NUM_THREADS={threads}"
+    )
+
+
 def default_workers(at_most: int) -> int:
     """Helper processes by default: one per available core beside the main process, at most
     ``at_most`` (0 on a single core: the main process does the work itself)."""

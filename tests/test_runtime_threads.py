@@ -73,7 +73,7 @@ def test_the_trainer_warns_and_keeps_its_thread_count(monkeypatch, tmp_path, thr
     from mimic3d.training import loop
 
     config = tiny_config("eg3d", write_random_dataset(tmp_path / "data"))
-    monkeypatch.setattr(loop, "busy_machine_threads", lambda: 1)
+    monkeypatch.setattr(runtime, "busy_machine_threads", lambda: 1)
     torch.set_num_threads(2)
     trainer = loop.Trainer(config, tmp_path / "run", progress_bar=False)
     trainer._announce()

@@ -19,6 +19,8 @@ import torch
 from torch import Tensor, nn
 
 from mimic3d.nn.layers import FullyConnectedLayer, bias_act
+from mimic3d.render.field import Field
+from mimic3d.render.triplane import to_plane_frame
 
 COORD_DIM = 4  # (x', y', z') on the unit sphere and the inverse distance 1/r
 OUTPUT_DIM = 4  # RGB + raw density
@@ -163,3 +165,15 @@ class SphereBackground(nn.Module):
             out = y if out is None else out + y
             w_idx += block.num_layers
         return out[..., :3], out[..., 3:]
+
+
+def background_field(background: SphereBackground, ws: Tensor, convention: str) -> Field:
+    """``background`` with its ws as a render field of NeRF++ points [..., 4] given in our world
+    frame: their first three coordinates are turned into the tri-plane frame of ``convention``, the
+    frame the background was trained in, before it is queried."""
+
+    def field(points: Tensor) -> tuple[Tensor, Tensor]:
+        framed = torch.cat([to_plane_frame(points[..., :3], convention), points[..., 3:]], -1)
+        return background(framed, ws)
+
+    return field

@@ -48,7 +48,7 @@ from torch import Tensor, nn
 
 from mimic3d.camera import split_label
 from mimic3d.models.aware3d import add_aware3d_blocks, synthesize_coarse_planes, synthesize_residual_planes
-from mimic3d.models.background import SphereBackground
+from mimic3d.models.background import SphereBackground, background_field
 from mimic3d.models.config import GeneratorConfig
 from mimic3d.models.inputs import checked_camera, checked_input, map_latents
 from mimic3d.models.superresolution import SuperResolution
@@ -64,7 +64,6 @@ from mimic3d.render import (
 )
 from mimic3d.render.field import Field
 from mimic3d.render.renderer import RenderResult
-from mimic3d.render.triplane import to_plane_frame
 from mimic3d.runtime import full_precision
 
 BRANCHES = ("2d", "3d")
@@ -448,19 +447,12 @@ class TriplaneGenerator(nn.Module):
         )
 
     def _background_field(self, planes: Triplanes) -> Field | None:
-        """The background model as a field of NeRF++ points in our world frame (None without one)."""
+        """The background model as a render field (None without one)."""
         if self.background is None:
             return None
         if planes.background_ws is None:
             raise ValueError("planes: this model has a background; compute the planes with G.planes(ws)")
-        background, ws = self.background, planes.background_ws
-        convention = self.config.rendering.convention
-
-        def field(points: Tensor) -> tuple[Tensor, Tensor]:
-            framed = torch.cat([to_plane_frame(points[..., :3], convention), points[..., 3:]], -1)
-            return background(framed, ws)
-
-        return field
+        return background_field(self.background, planes.background_ws, self.config.rendering.convention)
 
     # ------------------------------------------------------------------ helpers
 

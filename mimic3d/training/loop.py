@@ -27,7 +27,7 @@ from mimic3d.camera import camera_statistics
 from mimic3d.checkpoints.atomic import write_text_atomic
 from mimic3d.data import ImageDataset
 from mimic3d.losses import build_lpips
-from mimic3d.runtime import apply_backend_policy, busy_machine_threads, compile_modules, expected_sync
+from mimic3d.runtime import apply_backend_policy, busy_machine_warning, compile_modules, expected_sync
 from mimic3d.training.augment import AdaptiveProbability, AugmentPipe
 from mimic3d.training.config import TrainConfig
 from mimic3d.training.data import RealImageStream, fake_camera_sampler
@@ -386,14 +386,10 @@ class Trainer:
             )
         if self.compile_status is not None:
             monitor.log(self.compile_status)
-        threads = busy_machine_threads() if self.process.device.type == "cpu" else None
-        if threads is not None:
-            # Not changed: the thread count changes float sums, so the weights would depend on load.
-            monitor.log(
-                f"warning: other work holds cores, {threads} idle for torch's {torch.get_num_threads()} "
-                f"threads; each thread waits for the slowest, so steps can take 10-30x longer: set "
-                f"OMP_NUM_THREADS={threads}"
-            )
+        # Warned, not changed: the thread count changes float sums, so the weights would depend on load.
+        busy = busy_machine_warning() if self.process.device.type == "cpu" else None
+        if busy is not None:
+            monitor.log(busy)
         if self.lpips is not None and not self.lpips.is_pretrained:
             monitor.log(
                 "!!! LPIPS is UNTRAINED (loss.lpips=untrained): the imitation loss is a random-feature "
